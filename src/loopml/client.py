@@ -1,0 +1,85 @@
+"""``Loopml``: the one object a user (and every reference app) holds to reach all of loopml.
+
+Services are built lazily so that, say, serving a model never imports the feature store.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from loopml.config import Settings
+from loopml.context import Context
+
+if TYPE_CHECKING:
+    from loopml.data import DatasetStore
+    from loopml.features import FeatureStore
+    from loopml.pipelines import Pipelines
+    from loopml.registry import Registry
+    from loopml.storage.queue import JobQueue
+    from loopml.tracking import Tracker
+
+
+class Loopml:
+    """Entry point: ``lm = loopml.connect(); lm.datasets.ingest(...); lm.registry.load("m@champion")``."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self.ctx = Context.from_settings(settings, **overrides)
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    @cached_property
+    def datasets(self) -> DatasetStore:
+        from loopml.data import DatasetStore
+
+        return DatasetStore(self.ctx)
+
+    @cached_property
+    def jobs(self) -> JobQueue:
+        from loopml.storage.queue import JobQueue
+
+        return JobQueue(self.ctx)
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        from loopml.pipelines import Pipelines
+
+        return Pipelines(self.ctx)
+
+    @cached_property
+    def tracking(self) -> Tracker:
+        from loopml.tracking import Tracker
+
+        return Tracker(self.ctx)
+
+    @cached_property
+    def registry(self) -> Registry:
+        from loopml.registry import Registry
+
+        return Registry(self.ctx)
+
+    @cached_property
+    def features(self) -> FeatureStore:
+        from loopml.features import FeatureStore
+
+        return FeatureStore(self.ctx)
+
+    def close(self) -> None:
+        for name in ("tracking",):
+            service = self.__dict__.get(name)
+            if service is not None and hasattr(service, "flush"):
+                service.flush()
+        self.ctx.close()
+
+    def __enter__(self) -> Loopml:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(settings: Settings | None = None, **overrides: Any) -> Loopml:
+    """Open loopml with settings from ``loopml.toml`` / ``LOOPML_*`` (overrides win)."""
+    return Loopml(settings, **overrides)

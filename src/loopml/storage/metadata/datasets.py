@@ -1,0 +1,1 @@
+"""Tables and queries for datasets; filled by its owner."""

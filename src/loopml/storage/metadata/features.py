@@ -1,0 +1,1 @@
+"""Tables and queries for features; filled by its owner."""

@@ -1,0 +1,1 @@
+"""Tables and queries for jobs; filled by its owner."""

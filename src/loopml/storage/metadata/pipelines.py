@@ -1,0 +1,1 @@
+"""Tables and queries for pipelines; filled by its owner."""

@@ -1,0 +1,1 @@
+"""Tables and queries for registry; filled by its owner."""

@@ -1,0 +1,11 @@
+"""Import every table module so ``Base.metadata`` is complete (used by Alembic and tests)."""
+
+from loopml.storage.metadata import (  # noqa: F401
+    core,
+    datasets,
+    features,
+    jobs,
+    pipelines,
+    registry,
+    tracking,
+)

@@ -1,0 +1,1 @@
+"""Tables and queries for tracking; filled by its owner."""
