@@ -26,6 +26,13 @@ class Loopml:
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.ctx = Context.from_settings(settings, **overrides)
 
+    @classmethod
+    def from_context(cls, ctx: Context) -> Loopml:
+        """A client over an existing context (shares its database engine and artifact store)."""
+        client = cls.__new__(cls)
+        client.ctx = ctx
+        return client
+
     @property
     def settings(self) -> Settings:
         return self.ctx.settings

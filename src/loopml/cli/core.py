@@ -104,5 +104,27 @@ def db_current() -> None:
     console.print(f"applied: {ctx.db.current_revision() or 'none'}   latest: {ctx.db.head_revision()}")
 
 
-_PIPELINES_TEMPLATE = '''"""Example pipelines. Run one with: loopml run hello --param name=world"""
+_PIPELINES_TEMPLATE = '''"""Your pipelines. Run one with: loopml run hello --param name=loopml
+
+A step's parameters are the outputs of the steps it is named after, or pipeline params; `lm` is
+the loopml client. See docs/pipelines.md.
+"""
+
+from loopml.pipelines import pipeline, step
+
+
+@step
+def greeting(name: str) -> str:
+    return f"hello, {name}"
+
+
+@step
+def shout(greeting: str) -> str:
+    print(greeting.upper())
+    return greeting.upper()
+
+
+@pipeline("hello", params={"name": "world"})
+def hello():
+    return [greeting, shout]
 '''

@@ -1,9 +1,69 @@
-"""CLI commands for demo (placeholder until its owner lands them)."""
+"""``loopml demo``: the main job on the embedded default, told step by step with its figures."""
 
 from __future__ import annotations
 
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import typer
+
+from loopml.cli.common import console, table
+from loopml.client import Loopml
+from loopml.config import load_settings
+from loopml.errors import NotFoundError, did_you_mean
+
+DEMO_HOME = Path(".loopml-demo")
+
+
+def _starter(lm: Loopml, fast: bool) -> None:
+    from loopml.apps.starter import run_story
+
+    result = run_story(lm, rows=3_000 if fast else 20_000, say=lambda line: console.print(f"  {line}"))
+    caught = len(result.quarantined_ids & result.injected_bad_ids)
+    wrongly = len(result.quarantined_ids - result.injected_bad_ids)
+    console.print(
+        f"\n  quarantine caught {caught} of {len(result.injected_bad_ids)} rows the simulator broke; "
+        f"{wrongly} good rows were quarantined"
+    )
+    rows = [[label, f"{auc:.3f}"] for label, auc in result.auc.items()]
+    console.print(table("holdout AUC per candidate", ["model", "AUC"], rows))
+    gates = [[f"churn/{v}", "[green]passed[/]" if ok else "[red]blocked[/]"] for v, ok, _ in result.gate_outcomes]
+    console.print(table("release gates for churn@champion", ["version", "outcome"], gates))
+    if result.top_risk is not None:
+        top = [[int(r.customer_id), f"{r.churn_probability:.3f}", f"churn/{int(r.model_version)}"]
+               for r in result.top_risk.itertuples()]
+        console.print(table("highest churn risk (batch scores)", ["customer", "churn probability", "model"], top))
+    console.print(f"  champion is churn/{result.champion_version}; story took {result.seconds:.1f} s")
+
+
+SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {"starter": _starter}
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command("demo")(demo)
+
+
+def demo(
+    system: str = typer.Argument("all", help=f"Which reference system: {', '.join(SYSTEMS)} or all."),
+    fast: bool = typer.Option(False, "--fast", help="Small sizes (for tests and a first look)."),
+    home: Path = typer.Option(DEMO_HOME, help="Where the demo keeps its state (wiped first)."),
+    keep: bool = typer.Option(False, help="Keep existing state in --home instead of starting clean."),
+) -> None:
+    """Run the reference systems end to end on the embedded default and print what happened."""
+    if system != "all" and system not in SYSTEMS:
+        raise NotFoundError(f"No demo named {system!r}.{did_you_mean(system, list(SYSTEMS))}")
+    chosen = SYSTEMS if system == "all" else {system: SYSTEMS[system]}
+    if home.exists() and not keep:
+        shutil.rmtree(home)
+    started = time.perf_counter()
+    with Loopml(load_settings(home=home)) as lm:
+        for name, tell in chosen.items():
+            console.rule(f"[bold]demo: {name}")
+            tell(lm, fast)
+    console.rule()
+    console.print(f"done in {time.perf_counter() - started:.1f} s; state is in {home.resolve()}")
+    console.print(
+        f"see it in the dashboard: [bold]LOOPML_HOME={home} loopml up[/] then open http://127.0.0.1:8000/ui/"
+    )

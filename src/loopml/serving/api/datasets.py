@@ -1,0 +1,82 @@
+"""``/v1/datasets``: list, inspect, quarantine, diff and ingest (upload) datasets."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from loopml.client import Loopml
+from loopml.errors import ValidationError
+from loopml.serving.api.deps import get_client, parse_version, service
+from loopml.serving.api.responses import JSONResponse
+from loopml.serving.auth import require_token
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+UPLOAD_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@router.get("", summary="All datasets with their latest version")
+def list_datasets(lm: Loopml = Depends(get_client)) -> JSONResponse:
+    return JSONResponse({"datasets": service(lm, "datasets").list()})
+
+
+@router.get("/{name}", summary="One dataset: contract, description, latest version")
+def get_dataset(name: str, lm: Loopml = Depends(get_client)) -> JSONResponse:
+    return JSONResponse(service(lm, "datasets").get(name))
+
+
+@router.get("/{name}/versions", summary="Every version of a dataset, oldest first")
+def list_versions(name: str, lm: Loopml = Depends(get_client)) -> JSONResponse:
+    return JSONResponse({"dataset": name, "versions": service(lm, "datasets").versions(name)})
+
+
+@router.get("/{name}/versions/{version}", summary="One version (a number or 'latest') with column statistics")
+def get_version(name: str, version: str, lm: Loopml = Depends(get_client)) -> JSONResponse:
+    return JSONResponse(service(lm, "datasets").version(name, parse_version(version)))
+
+
+@router.get("/{name}/quarantine", summary="Rows refused by the contract, with the checks they failed")
+def quarantine(
+    name: str,
+    version: int | None = Query(None, ge=1, description="Only rows quarantined by this version's ingest."),
+    limit: int = Query(100, ge=1, le=10_000, description="At most this many rows."),
+    lm: Loopml = Depends(get_client),
+) -> JSONResponse:
+    frame = service(lm, "datasets").quarantine(name, version=version, limit=limit)
+    return JSONResponse({"dataset": name, "version": version, "rows": frame})
+
+
+@router.get("/{name}/diff", summary="Statistics diff between two versions")
+def diff(
+    name: str,
+    a: int = Query(..., ge=1, description="Older version number."),
+    b: int = Query(..., ge=1, description="Newer version number."),
+    lm: Loopml = Depends(get_client),
+) -> JSONResponse:
+    return JSONResponse(service(lm, "datasets").diff(name, a, b))
+
+
+@router.post("/{name}/ingest", status_code=201, summary="Upload a CSV or Parquet file as a new version")
+async def ingest(
+    name: str,
+    request: Request,
+    file: UploadFile = File(..., description="A .csv or .parquet file; bad rows are quarantined."),
+    actor: str = Depends(require_token),
+) -> JSONResponse:
+    lm: Loopml = get_client(request)
+    suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise ValidationError(
+            f"file={file.filename!r}: upload a .csv or .parquet file (the extension tells loopml how to read it)."
+        )
+    with tempfile.TemporaryDirectory(prefix="loopml-upload-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        with path.open("wb") as out:
+            await run_in_threadpool(shutil.copyfileobj, file.file, out)
+        store = service(lm, "datasets")
+        result = await run_in_threadpool(lambda: store.ingest(name, path, actor=actor))
+    return JSONResponse(result, status_code=201)
