@@ -327,3 +327,40 @@ def test_transform_code_is_needed_in_process(lm: Loopml) -> None:
         other.training_frame(
             pd.DataFrame({"user_id": [1], "event_ts": ts("2024-01-03T00:00")}), ["lam:clicks"]
         )
+
+
+def test_dataset_source_follows_new_versions(lm: Loopml) -> None:
+    from loopml.data import Column, Contract
+    from loopml.features import DatasetSource
+
+    contract = Contract(
+        columns=[Column("user_id", "int"), Column("event_ts", "datetime"), Column("clicks", "int")]
+    )
+    first = pd.DataFrame(
+        {"user_id": [1, 2], "event_ts": ts("2024-01-01T00:00", "2024-01-01T00:00"), "clicks": [1, 2]}
+    )
+    lm.datasets.ingest("clicks", first, contract=contract)
+    fs = lm.features
+    fs.register(
+        USER,
+        FeatureView("ds_clicks", entity=USER, features={"clicks": "int"}, source=DatasetSource("clicks")),
+    )
+    entities = pd.DataFrame({"user_id": [1], "event_ts": ts("2024-01-03T00:00")})
+    assert fs.training_frame(entities, ["ds_clicks:clicks"])["clicks"].tolist() == [1]
+    second = pd.concat(
+        [first, pd.DataFrame({"user_id": [1], "event_ts": ts("2024-01-02T00:00"), "clicks": [5]})],
+        ignore_index=True,
+    )
+    lm.datasets.ingest("clicks", second)
+    assert fs.training_frame(entities, ["ds_clicks:clicks"])["clicks"].tolist() == [5]
+    fs.register(
+        FeatureView("ds_missing", entity=USER, features={"clicks": "int"}, source=DatasetSource("nope"))
+    )
+    with pytest.raises(NotFoundError, match="nope"):
+        fs.training_frame(entities, ["ds_missing:clicks"])
+    from loopml.storage.metadata import features as q
+
+    expected = lm.datasets.version("clicks", 1).id
+    with lm.ctx.db.session() as s:
+        row = q.get_version(s, q.get_view(s, "ds_clicks").id, 1)
+        assert row.source_version_id == expected

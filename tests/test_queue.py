@@ -290,3 +290,22 @@ def _escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_ack_many_acks_only_jobs_the_worker_still_owns(lm: Loopml) -> None:
+    lm.jobs.reap_interval = 0
+    ids = [lm.jobs.enqueue("k").id for _ in range(3)]
+    lm.jobs.claim("w", limit=3, lease_seconds=0.2)
+    time.sleep(0.3)
+    (stolen,) = lm.jobs.claim("other", limit=1)  # the reap requeued all three; `other` takes the first
+    assert stolen.id == ids[0]
+    for job_id in ids[1:]:  # `w` claims the other two again
+        assert lm.jobs.get(job_id).status == "queued"
+    lm.jobs.claim("w", limit=2)
+    acked = lm.jobs.ack_many("w", [(ids[0], None), (ids[1], None), (ids[2], {"rows": 7})])
+    assert sorted(acked) == ids[1:]
+    assert lm.jobs.get(ids[0]).status == "running" and lm.jobs.get(ids[0]).worker_id == "other"
+    assert lm.jobs.get(ids[1]).result is None and lm.jobs.get(ids[2]).result == {"rows": 7}
+    assert lm.jobs.ack_many("w", []) == []
+    with pytest.raises(ValidationError, match="result must be a dict"):
+        lm.jobs.ack_many("w", [(ids[0], "done")])

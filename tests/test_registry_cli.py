@@ -67,8 +67,19 @@ def test_list_show_and_aliases(cli: typer.Typer, registered: Loopml) -> None:
 
 
 def test_protect_promote_block_and_rollback(cli: typer.Typer, registered: Loopml) -> None:
-    gate = json.dumps({"type": "beats_current", "metric": "mae", "eval_dataset": "demand_eval", "label": "y", "margin": 0.1})
-    out = _run(cli, "protect", "demand", "champion", "--gate", gate, "--gate", '{"type": "latency_budget", "p99_ms": 500, "n": 20}')
+    gate = json.dumps(
+        {"type": "beats_current", "metric": "mae", "eval_dataset": "demand_eval", "label": "y", "margin": 0.1}
+    )
+    out = _run(
+        cli,
+        "protect",
+        "demand",
+        "champion",
+        "--gate",
+        gate,
+        "--gate",
+        '{"type": "latency_budget", "p99_ms": 500, "n": 20}',
+    )
     assert out.exit_code == 0, out.output
     assert "beats_current" in out.output and "latency_budget" in out.output
     assert _run(cli, "promote", "demand", "1", "--reason", "first").exit_code == 0
@@ -98,7 +109,9 @@ def test_bad_cli_input_is_explained(cli: typer.Typer, registered: Loopml, tmp_pa
     out = _run(cli, "protect", "demand", "champion")
     assert "at least one --gate" in str(out.exception)
     out = _run(cli, "promote", "demand", "x3")
-    assert isinstance(out.exception, ValidationError) and "version must be a version number" in str(out.exception)
+    assert isinstance(out.exception, ValidationError) and "version must be a version number" in str(
+        out.exception
+    )
     out = _run(cli, "rollback", "demand")
     assert out.exit_code == 2 and "--reason" in out.output
     assert "release gates" in _run(cli, "--help").output

@@ -83,14 +83,19 @@ def test_sklearn_version_mismatch_warns_and_unloadable_pickle_names_both_version
     with lm.ctx.db.session() as session:
         row = q.get_version_by_id(session, v.id)
         row.flavor_meta = {**row.flavor_meta, "sklearn_version": "0.1.0"}
-    with pytest.warns(SklearnVersionWarning, match=r"saved with scikit-learn 0.1.0.*Install scikit-learn==0.1.0"):
+    with pytest.warns(
+        SklearnVersionWarning, match=r"saved with scikit-learn 0.1.0.*Install scikit-learn==0.1.0"
+    ):
         lm.registry.load("r/1")
     digest = lm.ctx.artifacts.put_bytes(b"not a pickle")
     with lm.ctx.db.session() as session:
         row = q.get_version_by_id(session, v.id)
         row.artifact_digest = digest
     fresh = type(lm.registry)(lm.ctx)  # no cached model
-    with pytest.warns(SklearnVersionWarning), pytest.raises(ConfigError, match=r"saved with scikit-learn 0.1.0, installed"):
+    with (
+        pytest.warns(SklearnVersionWarning),
+        pytest.raises(ConfigError, match=r"saved with scikit-learn 0.1.0, installed"),
+    ):
         fresh.load("r/1")
 
 
@@ -111,7 +116,9 @@ def test_onnx_bytes_from_skl2onnx(lm: Loopml) -> None:
     v = lm.registry.register("fraud", onx.SerializeToString(), input_example=X.head())
     assert v.flavor == "onnx" and v.flavor_meta["outputs"] == ["label", "probabilities"]
     model = lm.registry.load("fraud@latest")
-    np.testing.assert_allclose(model.predict_proba(X), clf.predict_proba(X.to_numpy(np.float32)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        model.predict_proba(X), clf.predict_proba(X.to_numpy(np.float32)), rtol=1e-4, atol=1e-5
+    )
     assert list(model.predict(X)) == list(clf.predict(X.to_numpy(np.float32)))
     regressor = to_onnx(Ridge().fit(X.to_numpy(np.float32), y), X.to_numpy(np.float32)[:1])
     lm.registry.register("ridge", regressor, input_example=X.head())
@@ -123,7 +130,7 @@ def test_onnx_bytes_from_skl2onnx(lm: Loopml) -> None:
 
 
 def test_python_callables_and_custom_classes(lm: Loopml) -> None:
-    X, y = _classification()
+    X, _y = _classification()
     lm.registry.register("fn", scale_and_sum, input_example=X.head())
     np.testing.assert_allclose(lm.registry.load("fn").predict(X), scale_and_sum(X))
     lm.registry.register("cls", ThresholdModel(), input_example=X.head())
@@ -139,12 +146,16 @@ def test_python_callables_and_custom_classes(lm: Loopml) -> None:
 def test_classification_gates_on_probabilities(lm: Loopml) -> None:
     X, y = _classification()
     eval_frame = X.assign(label=y)
-    weak = lgb.LGBMClassifier(n_estimators=1, num_leaves=2, verbose=-1, n_jobs=1).fit(X[["a"]].assign(b=0.0), y)
+    weak = lgb.LGBMClassifier(n_estimators=1, num_leaves=2, verbose=-1, n_jobs=1).fit(
+        X[["a"]].assign(b=0.0), y
+    )
     strong = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
     lm.registry.register("fraud", weak, input_example=X.head())
     lm.registry.register("fraud", strong, input_example=X.head())
     lm.registry.protect(
-        "fraud", "champion", [BeatsCurrent("auc", eval_frame, "label", 0.01), BeatsCurrent("f1", eval_frame, "label")],
+        "fraud",
+        "champion",
+        [BeatsCurrent("auc", eval_frame, "label", 0.01), BeatsCurrent("f1", eval_frame, "label")],
         actor="lead",
     )
     lm.registry.promote("fraud", 1, actor="ana", reason="")

@@ -70,7 +70,9 @@ def test_missing_and_extra_columns_are_named_with_the_fix(frame: pd.DataFrame) -
         ("segment", ["x", "zzz", "x"], r"column 'segment' holds unknown category zzz; known: x, y"),
     ],
 )
-def test_dtype_and_value_problems_name_the_column(frame: pd.DataFrame, column: str, value: list, message: str) -> None:
+def test_dtype_and_value_problems_name_the_column(
+    frame: pd.DataFrame, column: str, value: list, message: str
+) -> None:
     sig = Signature.infer(frame)
     with pytest.raises(ValidationError, match=message):
         sig.prepare(frame.assign(**{column: value}))
@@ -93,7 +95,9 @@ def test_categories_are_recoded_with_the_training_order() -> None:
 
 
 def test_single_row_dict_fast_path_returns_a_float_matrix() -> None:
-    sig = Signature((ColumnSpec("a", "float"), ColumnSpec("b", "int"), ColumnSpec("c", "bool", nullable=True)))
+    sig = Signature(
+        (ColumnSpec("a", "float"), ColumnSpec("b", "int"), ColumnSpec("c", "bool", nullable=True))
+    )
     out = sig.prepare({"c": None, "b": 2, "a": 0.5}, as_numpy=True)
     assert out.dtype == np.float64 and out.shape == (1, 3)
     assert out[0, 0] == 0.5 and out[0, 1] == 2 and math.isnan(out[0, 2])
@@ -115,8 +119,14 @@ def test_single_row_dict_fast_path_returns_a_float_matrix() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"columns": [{"name": "a", "dtype": "decimal"}]}, r"dtype 'decimal' is unknown; use one of int, float"),
-        ({"columns": [{"name": "a", "dtype": "int"}, {"name": "a", "dtype": "int"}]}, r"column\(s\) a more than once"),
+        (
+            {"columns": [{"name": "a", "dtype": "decimal"}]},
+            r"dtype 'decimal' is unknown; use one of int, float",
+        ),
+        (
+            {"columns": [{"name": "a", "dtype": "int"}, {"name": "a", "dtype": "int"}]},
+            r"column\(s\) a more than once",
+        ),
         ({"columns": []}, r"at least one column"),
         ({"columns": [{"dtype": "int"}]}, r"mapping with 'name' and 'dtype'"),
         ("columns", r"signature must be"),

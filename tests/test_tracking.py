@@ -287,3 +287,16 @@ def test_run_links_to_its_pipeline_run(lm: Loopml) -> None:
     with pytest.raises(NotFoundError, match="is not a pipeline run"):
         lm.tracking.start_run("from-pipeline", pipeline_run_id="b" * 32)
     assert [r.id for r in lm.tracking.list_runs("from-pipeline")] == [run.id], "no half-created run is left"
+
+
+def test_points_for_an_unknown_run_are_refused_and_kept_for_retry(lm: Loopml) -> None:
+    from datetime import UTC, datetime
+
+    tracker = Tracker(lm.ctx, flush_every=10, flush_interval=3600, record_git=False)
+    tracker._writer.append(
+        {"run_id": "f" * 32, "key": "loss", "step": 0, "value": 1.0, "ts": datetime.now(UTC)}
+    )
+    with pytest.raises(NotFoundError, match="does not exist"):
+        tracker.flush()
+    assert tracker._writer.pending == 1, "a refused batch stays buffered, it is not silently dropped"
+    tracker._writer._buffer.clear()  # this test's bogus point must not be retried at interpreter exit

@@ -114,16 +114,24 @@ def test_permanent_error_unknown_kind_and_bad_result_are_not_retried(lm: Loopml)
     def bad_result(ctx: Context, job: Job) -> Any:
         return [1, 2, 3]
 
-    handlers = {"permanent": permanent, "bad_result": bad_result}
-    ids = {kind: lm.jobs.enqueue(kind).id for kind in ("permanent", "bad_result", "nobody.handles.this")}
+    def not_json(ctx: Context, job: Job) -> Any:
+        return {"model": object()}
+
+    handlers = {"permanent": permanent, "bad_result": bad_result, "not_json": not_json}
+    kinds = ("permanent", "bad_result", "not_json", "nobody.handles.this")
+    ids = {kind: lm.jobs.enqueue(kind).id for kind in kinds}
     worker = Worker(lm.ctx, handlers=handlers, poll_min=0.01, job_queue=_fast_queue(lm))
-    _run_until(worker, lambda: lm.jobs.stats()["dead"] == 3)
+    _run_until(worker, lambda: lm.jobs.stats()["dead"] == 4)
     jobs = {kind: lm.jobs.get(i) for kind, i in ids.items()}
     assert all(j.attempts == 1 for j in jobs.values())
     assert jobs["permanent"].last_error == "PermanentError: payload has no 'dataset' key"
     assert "returned list; return a dict or None" in (jobs["bad_result"].last_error or "")
+    assert "returned a result that is not JSON" in (jobs["not_json"].last_error or "")
     unknown = jobs["nobody.handles.this"].last_error or ""
-    assert "no handler for job kind 'nobody.handles.this'" in unknown and "bad_result, permanent" in unknown
+    assert (
+        "no handler for job kind 'nobody.handles.this'" in unknown
+        and "bad_result, not_json, permanent" in unknown
+    )
 
 
 def test_heartbeats_keep_a_long_job_from_being_stolen(lm: Loopml) -> None:

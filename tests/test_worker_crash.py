@@ -83,14 +83,14 @@ def test_sigkill_mid_job_loses_no_job(project: tuple[Path, dict[str, str], Loopm
     root, env, lm = project
     out = root / "out"
     ids = [lm.jobs.enqueue("crashtest.slow", {"out": str(out), "seconds": 0.4}).id for _ in range(8)]
-    doomed = _start_worker(root, env, "--concurrency", "2", "--lease-seconds", "2")
+    doomed = _start_worker(root, env, "--concurrency", "2", "--lease-seconds", "1")
     survivor = None
     try:
         _wait(lambda: len(lm.jobs.list(status="running")) == 2, 30, "the first worker to start two jobs")
         in_flight = {j.id for j in lm.jobs.list(status="running")}
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
-        survivor = _start_worker(root, env, "--concurrency", "2", "--lease-seconds", "2")
+        survivor = _start_worker(root, env, "--concurrency", "2", "--lease-seconds", "1")
         _wait(lambda: lm.jobs.stats()["succeeded"] == len(ids), 60, "every job to succeed")
     finally:
         _stop(doomed)

@@ -74,10 +74,9 @@ class Loopml:
         return FeatureStore(self.ctx)
 
     def close(self) -> None:
-        for name in ("tracking",):
-            service = self.__dict__.get(name)
-            if service is not None and hasattr(service, "flush"):
-                service.flush()
+        tracker = self.__dict__.get("tracking")
+        if tracker is not None:
+            tracker.close()  # flushes buffered metrics and stops the flush thread
         self.ctx.close()
 
     def __enter__(self) -> Loopml:

@@ -43,16 +43,28 @@ def list_models() -> None:
         aliases = ", ".join(
             f"{a}{'*' if a in m.protected else ''}->{v}" for a, v in sorted(m.aliases.items())
         )
-        rows.append([m.name, m.version_count, m.latest_version, aliases or "-", m.created_at.strftime("%Y-%m-%d %H:%M")])
+        rows.append(
+            [
+                m.name,
+                m.version_count,
+                m.latest_version,
+                aliases or "-",
+                m.created_at.strftime("%Y-%m-%d %H:%M"),
+            ]
+        )
     if not rows:
         console.print("no models yet; register one with lm.registry.register(name, model, input_example=...)")
         return
-    console.print(table("models (* = protected alias)", ["model", "versions", "latest", "aliases", "created"], rows))
+    console.print(
+        table("models (* = protected alias)", ["model", "versions", "latest", "aliases", "created"], rows)
+    )
 
 
 @models_app.command("show")
 def show(
-    ref: str = typer.Argument(..., help="A model (demand), a version (demand/3) or an alias (demand@champion)."),
+    ref: str = typer.Argument(
+        ..., help="A model (demand), a version (demand/3) or an alias (demand@champion)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Show a model's versions and aliases, or one version's signature, metrics, lineage and gate results."""
@@ -62,11 +74,20 @@ def show(
         info = lm.registry.get_model(parsed.name)
         versions = lm.registry.versions(parsed.name, limit=50)
         if as_json:
-            console.print_json(json.dumps({"model": info.to_dict(), "versions": [v.to_dict() for v in versions]}))
+            console.print_json(
+                json.dumps({"model": info.to_dict(), "versions": [v.to_dict() for v in versions]})
+            )
             return
         console.print(f"[bold]{info.name}[/] {info.description}")
         rows = [
-            [v.number, v.flavor, ", ".join(v.aliases) or "-", _metrics(v.metrics), v.created_by, v.created_at.strftime("%Y-%m-%d %H:%M")]
+            [
+                v.number,
+                v.flavor,
+                ", ".join(v.aliases) or "-",
+                _metrics(v.metrics),
+                v.created_by,
+                v.created_at.strftime("%Y-%m-%d %H:%M"),
+            ]
             for v in versions
         ]
         console.print(table("versions", ["version", "flavor", "aliases", "metrics", "by", "created"], rows))
@@ -83,7 +104,9 @@ def show(
 
 
 def _metrics(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()) or "-"
+    return (
+        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()) or "-"
+    )
 
 
 def _print_version(v: ModelVersion) -> None:
@@ -100,15 +123,28 @@ def _print_version(v: ModelVersion) -> None:
         ["description", v.description or "-"],
     ]
     console.print(table(f"model version {v.ref}", ["field", "value"], rows))
-    cols = [[c["name"], c["dtype"], "yes" if c.get("nullable") else "no", ", ".join(map(str, c.get("categories") or [])) or ""]
-            for c in v.signature.get("columns", [])]
+    cols = [
+        [
+            c["name"],
+            c["dtype"],
+            "yes" if c.get("nullable") else "no",
+            ", ".join(map(str, c.get("categories") or [])) or "",
+        ]
+        for c in v.signature.get("columns", [])
+    ]
     console.print(table("signature", ["column", "dtype", "nullable", "categories"], cols))
 
 
 def _print_aliases(lm: Any, name: str) -> None:
     rows = [
-        [a.alias, a.version or "(unset)", "yes" if a.protected else "no", ", ".join(g["type"] for g in a.gates) or "-",
-         a.updated_by, a.updated_at.strftime("%Y-%m-%d %H:%M")]
+        [
+            a.alias,
+            a.version or "(unset)",
+            "yes" if a.protected else "no",
+            ", ".join(g["type"] for g in a.gates) or "-",
+            a.updated_by,
+            a.updated_at.strftime("%Y-%m-%d %H:%M"),
+        ]
         for a in lm.registry.aliases(name)
     ]
     if rows:
@@ -125,10 +161,24 @@ def aliases(
     _print_aliases(lm, name)
     if history:
         rows = [
-            [m.at.strftime("%Y-%m-%d %H:%M:%S"), m.alias, m.kind, m.from_version or "-", m.to_version, m.actor, m.reason or ""]
+            [
+                m.at.strftime("%Y-%m-%d %H:%M:%S"),
+                m.alias,
+                m.kind,
+                m.from_version or "-",
+                m.to_version,
+                m.actor,
+                m.reason or "",
+            ]
             for m in lm.registry.history(name)
         ]
-        console.print(table("alias history (newest first)", ["when", "alias", "kind", "from", "to", "actor", "reason"], rows))
+        console.print(
+            table(
+                "alias history (newest first)",
+                ["when", "alias", "kind", "from", "to", "actor", "reason"],
+                rows,
+            )
+        )
 
 
 @models_app.command("set-alias")
@@ -157,14 +207,19 @@ def protect(
         '"label": "y", "margin": 0.02}\', \'{"type": "latency_budget", "p99_ms": 20}\', '
         '\'{"type": "slice_metric", "column": "region", "metric": "mae", "max_gap": 0.5}\'.',
     ),
-    gates_file: Path | None = typer.Option(None, "--gates-file", help="A JSON file holding a list of gate specs."),
+    gates_file: Path | None = typer.Option(
+        None, "--gates-file", help="A JSON file holding a list of gate specs."
+    ),
     reason: str = typer.Option("", "--reason", "-r", help="Why these gates (audited)."),
     actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Declare the release gates an alias only moves through (replaces its earlier gates)."""
     specs = _gate_specs(gate or [], gates_file)
     p = client().registry.protect(name, alias, specs, actor=_actor(actor), reason=reason or None)
-    rows = [[g["type"], json.dumps({k: v for k, v in g.items() if k != "type" and v is not None})] for g in p.gates]
+    rows = [
+        [g["type"], json.dumps({k: v for k, v in g.items() if k != "type" and v is not None})]
+        for g in p.gates
+    ]
     console.print(table(f"{name}@{alias} is protected by", ["gate", "settings"], rows))
 
 
@@ -174,8 +229,10 @@ def _gate_specs(gates: list[str], gates_file: Path | None) -> list[dict[str, Any
         try:
             spec = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValidationError(f"--gate #{i + 1} is not valid JSON ({exc.msg}); example: "
-                                  '\'{"type": "latency_budget", "p99_ms": 20}\'') from None
+            raise ValidationError(
+                f"--gate #{i + 1} is not valid JSON ({exc.msg}); example: "
+                '\'{"type": "latency_budget", "p99_ms": 20}\''
+            ) from None
         specs.append(spec)
     if gates_file is not None:
         try:
@@ -183,7 +240,9 @@ def _gate_specs(gates: list[str], gates_file: Path | None) -> list[dict[str, Any
         except OSError as exc:
             raise ValidationError(f"--gates-file {gates_file}: cannot read it ({exc.strerror})") from None
         except json.JSONDecodeError as exc:
-            raise ValidationError(f"--gates-file {gates_file} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise ValidationError(
+                f"--gates-file {gates_file} is not valid JSON ({exc.msg} at line {exc.lineno})"
+            ) from None
         if not isinstance(loaded, list):
             raise ValidationError(f"--gates-file {gates_file} must hold a JSON list of gate specs")
         specs.extend(loaded)
@@ -201,14 +260,18 @@ def promote(
     version: str = typer.Argument(..., help="Candidate version number."),
     alias: str = typer.Option("champion", "--alias", "-a", help="Alias to move."),
     reason: str = typer.Option("", "--reason", "-r", help="Why (audited)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Evaluate and record the gates, do not move the alias."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Evaluate and record the gates, do not move the alias."
+    ),
     actor: str | None = typer.Option(None, "--actor", help=ACTOR_HELP),
 ) -> None:
     """Evaluate the alias's release gates for a version and move the alias if every gate passes."""
     lm = client()
     try:
         with console.status(f"evaluating the gates of {name}@{alias} for version {version} ..."):
-            report = lm.registry.promote(name, version, alias, actor=_actor(actor), reason=reason, dry_run=dry_run)
+            report = lm.registry.promote(
+                name, version, alias, actor=_actor(actor), reason=reason, dry_run=dry_run
+            )
     except GateBlockedError as exc:
         _print_report(exc.report)
         console.print(
@@ -220,14 +283,18 @@ def promote(
     if report.moved:
         console.print(f"[green]{name}@{alias}: {report.previous_version or '-'} -> {report.version}[/]")
     else:
-        console.print(f"dry run: {'would move' if report.passed else 'would be blocked'}; {name}@{alias} unchanged")
+        console.print(
+            f"dry run: {'would move' if report.passed else 'would be blocked'}; {name}@{alias} unchanged"
+        )
 
 
 def _print_report(report: GateReport) -> None:
     if not report.results:
         console.print(f"{report.model}@{report.alias} is not protected: no gates to evaluate")
         return
-    console.print(_results_table(f"release gates: {report.model}/{report.version} -> {report.alias}", report.results))
+    console.print(
+        _results_table(f"release gates: {report.model}/{report.version} -> {report.alias}", report.results)
+    )
 
 
 def _results_table(title: str, results: Any) -> Table:

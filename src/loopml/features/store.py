@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from loopml.context import Context
-from loopml.errors import NotFoundError, ValidationError
+from loopml.errors import LoopmlError, NotFoundError, ValidationError
 from loopml.features.catalog import Catalog, Plan, VersionRecord
 from loopml.features.definitions import Entity, FeatureView, OnDemandFeature
 from loopml.features.models import (
@@ -55,7 +55,7 @@ class FeatureStore:
         ctx: Context,
         *,
         online: str | OnlineStore | None = None,
-        memory_limit: str = "1GB",
+        memory_limit: str = "512MB",
         plan_cache_seconds: float = 10.0,
     ) -> None:
         self.ctx = ctx
@@ -106,13 +106,29 @@ class FeatureStore:
             if isinstance(d, Entity):
                 out.append(self.catalog.register_entity(d, actor=actor))
             elif isinstance(d, FeatureView | OnDemandFeature):
-                out.append(self.catalog.register_view(d, actor=actor))
+                version = self.catalog.register_view(d, actor=actor)
+                if version.created and isinstance(d, FeatureView) and d.source is not None:
+                    self._link_source_version(version.view, version.number)
+                out.append(version)
             else:
                 raise ValidationError(
                     f"register() takes Entity, FeatureView or OnDemandFeature objects, got {type(d).__name__}"
                 )
         self._plans.clear()
         return out
+
+    def _link_source_version(self, view: str, number: int) -> None:
+        """Lineage: remember which dataset version a new definition first resolved to (if any yet)."""
+        record = self.catalog.version(view, number)
+        try:
+            resolved = resolve(self.ctx, record.spec["source"], dict(record.assets.get("frames", {})))
+        except LoopmlError:
+            return  # the dataset may not exist yet; retrieval reports that clearly when it is used
+        if resolved.dataset_version_id is not None:
+            with self.ctx.db.session() as s:
+                row = s.get(q.FeatureViewVersionRow, record.id)
+                if row is not None:
+                    row.source_version_id = resolved.dataset_version_id
 
     def entities(self) -> list[EntityInfo]:
         return self.catalog.entities()

@@ -101,7 +101,13 @@ class ActiveRun:
         rows = []
         now = datetime.now(UTC)
         checked_step = None if step is None else metric_step("(log_metrics)", step)
-        values = {check_key(k, "metric"): metric_value(k, v) for k, v in metrics.items()}
+        values = {}
+        for key, value in metrics.items():
+            if key not in self._checked_keys:
+                check_key(key, "metric")
+                self._checked_keys.add(key)
+            kind = type(value)
+            values[key] = float(value) if (kind is float or kind is int) else metric_value(key, value)
         with self._lock:
             for key, number in values.items():
                 last = self._steps.get(key, -1)

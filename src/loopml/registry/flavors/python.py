@@ -66,7 +66,9 @@ class PythonFlavor(Flavor):
                 f"{type(model).__name__} cannot be pickled with {serializer} ({type(exc).__name__}: {exc}); "
                 "move open resources out of the model object"
             ) from None
-        return Saved(data, {"serializer": serializer, "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"})
+        return Saved(
+            data, {"serializer": serializer, "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"}
+        )
 
     def load(self, data: bytes, meta: dict[str, Any]) -> Predictor:
         serializer = meta.get("serializer", "pickle")

@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_jobs"),
         sa.UniqueConstraint("idempotency_key", name="uq_jobs_idempotency_key"),
     )
-    op.create_index("ix_jobs_claim", "jobs", ["queue", "status", "priority", "not_before"])
+    op.create_index("ix_jobs_claim", "jobs", ["queue", "status", sa.text("priority DESC"), "not_before"])
     op.create_index("ix_jobs_lease", "jobs", ["status", "lease_until"])
 
 
