@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/bench_queue.py [--jobs 3000]``
 For each backend a fresh metadata database is created and migrated. The main process enqueues
 ``--jobs`` jobs, one transaction per job, from 4 threads (like concurrent requests in an API server:
 PostgreSQL commits concurrent transactions in one WAL flush) while two worker processes run
-``loopml.worker.Worker`` with a no-op handler: lease-based batch claim, per-job ack. The clock runs
+``loopml.worker.Worker`` with a no-op handler: lease-based batch claim, batched acks. The clock runs
 from the first enqueue until every job is ``succeeded``.
 
 The baseline is the queue a user would write first with an ORM: ``SELECT`` the oldest queued row,
@@ -283,7 +283,7 @@ def report(results: list[Result], jobs: int) -> None:
         "",
         f"Enqueue + claim + ack of {jobs} no-op jobs: the main process enqueues one job per transaction "
         f"from {PRODUCERS} threads (concurrent API requests) while "
-        f"{WORKERS} worker processes (`loopml.worker.Worker`, concurrency {CONCURRENCY}, batch claim, per-job ack) "
+        f"{WORKERS} worker processes (`loopml.worker.Worker`, concurrency {CONCURRENCY}, batch claim, jobs that finish together acked in one transaction) "
         "drain the queue. Clock: first enqueue to last `succeeded`. Baseline (`naive`): the ORM queue a user "
         "writes first, `SELECT` the oldest queued row then `UPDATE ... WHERE id=? AND status='queued'`, one job "
         "per claim; collisions are claims lost to the other worker. Targets: >= 1,000 jobs/s on SQLite, "

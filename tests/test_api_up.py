@@ -41,7 +41,10 @@ def wait_healthy(url: str, timeout: float = 30.0) -> httpx.Response:
 def child_roles(parent: psutil.Process) -> dict[str, int]:
     roles = {}
     for child in parent.children():
-        cmd = child.cmdline()
+        try:
+            cmd = child.cmdline()
+        except psutil.Error:  # a zombie between its death and the supervisor's reap
+            continue
         if "loopml.processes" in cmd:
             roles[cmd[cmd.index("loopml.processes") + 1]] = child.pid
     return roles
@@ -56,13 +59,13 @@ def test_up_starts_restarts_and_stops_cleanly(tmp_path: Path) -> None:
         "LOOPML_HOST": "127.0.0.1",
     }
     env.pop("LOOPML_METADATA_URL", None)
+    log = (tmp_path / "up.log").open("w")  # a file, not a pipe: children inherit it and never block on it
     proc = subprocess.Popen(
         [sys.executable, "-m", "loopml.cli.main", "up", "--grace", "10"],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     try:
         health = wait_healthy(f"http://127.0.0.1:{port}/healthz").json()
@@ -83,11 +86,15 @@ def test_up_starts_restarts_and_stops_cleanly(tmp_path: Path) -> None:
         children = [psutil.Process(pid) for pid in child_roles(parent).values()]
 
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
             proc.kill()
-            proc.communicate()
+            proc.wait()
+        log.close()
+    output = (tmp_path / "up.log").read_text()
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{port}/ui/" in output
     assert "api exited with status" in output and "restarting" in output

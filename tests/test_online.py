@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REDIS_URL, need_redis
 from loopml import Loopml
 from loopml.errors import BackendUnavailableError, ConfigError, NotFoundError, ValidationError
 from loopml.features import Entity, FeatureStore, FeatureView, OnDemandFeature, materialize_step
 from loopml.storage.online import OnlineStore, open_online_store
+from services import REDIS_URL, need_redis
 
 USER = Entity("user", join_key="user_id")
 NOW = datetime.now(UTC).replace(microsecond=0)

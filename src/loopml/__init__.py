@@ -43,7 +43,8 @@ _LAZY = {
     ),
     **dict.fromkeys(["FeatureStore", "Entity", "FeatureView", "OnDemandFeature"], "loopml.features"),
     **dict.fromkeys(["JobQueue", "Job"], "loopml.storage.queue"),
-    **dict.fromkeys(["job_handler", "PermanentError"], "loopml.worker"),
+    **dict.fromkeys(["job_handler", "PermanentError", "Worker", "run_worker"], "loopml.worker"),
+    "create_app": "loopml.serving.app",
 }
 
 

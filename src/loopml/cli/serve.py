@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 def _check_port(port: int | None) -> None:
     if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(f"--port {port}: use a TCP port between 1 and 65535 (or 0 is not allowed here).")
+        raise ConfigError(f"--port {port}: use a TCP port between 1 and 65535.")
 
 
 def serve(

@@ -94,10 +94,7 @@ def _client(source: Loopml | Context | Settings | None) -> tuple[Loopml, bool]:
     if isinstance(source, Loopml):
         return source, False
     if isinstance(source, Context):
-        # Loopml has no public "from context" constructor; it only holds ``ctx``, so adopt it.
-        lm = Loopml.__new__(Loopml)
-        lm.ctx = source
-        return lm, False
+        return Loopml.from_context(source), False
     if source is None or isinstance(source, Settings):
         return Loopml(source), True
     raise TypeError(f"create_app() takes a Loopml, Context or Settings, not {type(source).__name__}")
