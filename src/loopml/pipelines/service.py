@@ -35,6 +35,10 @@ JOB_KIND = "pipeline.run"
 LOCAL_MODULE = "pipelines"
 
 
+#: Pipelines every project has (imported before the project's own modules).
+BUILTIN_MODULES = ("loopml.features.pipelines",)
+
+
 def load_pipeline_modules(ctx: Context) -> list[str]:
     """Import the modules that define pipelines; returns their names.
 
@@ -42,6 +46,8 @@ def load_pipeline_modules(ctx: Context) -> list[str]:
     working directory (what ``loopml init`` scaffolds). The working directory goes on ``sys.path``
     because the ``loopml`` console script does not put it there.
     """
+    for builtin in BUILTIN_MODULES:
+        importlib.import_module(builtin)
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from loopml.storage.metadata import datasets as _datasets  # noqa: F401  (FK target table)
 from loopml.storage.metadata.base import Base, BigId, JSONType, UTCDateTime, utcnow
 
 
@@ -54,7 +55,9 @@ class FeatureViewVersionRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     #: The dataset version the source resolved to when this definition was registered (if any).
-    source_version_id: Mapped[int | None] = mapped_column(BigId)
+    source_version_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("dataset_versions.id", ondelete="SET NULL")
+    )
     #: Stored data the version needs: {"frames": {input: digest}, "snapshot": {source_fingerprint, digest, rows}}.
     assets: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -62,6 +62,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["view_id"], ["feature_views.id"], name="fk_feature_view_versions_view_id_feature_views"
         ),
+        sa.ForeignKeyConstraint(
+            ["source_version_id"],
+            ["dataset_versions.id"],
+            name="fk_feature_view_versions_source_version_id_dataset_versions",
+            ondelete="SET NULL",
+        ),
     )
     op.create_table(
         "materialisations",
