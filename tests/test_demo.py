@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from loopml import Loopml
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from loopml import Loopml, NotFoundError
 from loopml.apps.starter import run_story
+from loopml.cli.main import app
 
 
 def test_starter_story_quarantines_gates_and_scores(lm_sqlite: Loopml) -> None:
@@ -23,3 +29,12 @@ def test_starter_story_quarantines_gates_and_scores(lm_sqlite: Loopml) -> None:
     assert len(scores) == result.scored_rows == result.rows_ok
     assert scores["model_version"].eq(2).all()
     assert any(line.startswith("gate") for line in lines)
+
+
+def test_demo_command_runs_and_names_unknown_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "starter", "--fast", "--home", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "BLOCKED" in result.output and "loopml up" in result.output
+    with pytest.raises(NotFoundError, match="starter"):
+        CliRunner().invoke(app, ["demo", "startr"], catch_exceptions=False)

@@ -83,7 +83,11 @@ class Settings(BaseSettings):
     def resolved_metadata_url(self) -> str:
         if self.metadata_url:
             url = self.metadata_url
-            return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+            return (
+                url.replace("postgresql://", "postgresql+psycopg://", 1)
+                if url.startswith("postgresql://")
+                else url
+            )
         return f"sqlite:///{self.home_dir / 'loopml.db'}"
 
     @property

@@ -34,7 +34,9 @@ def register(app: typer.Typer) -> None:
 
 def bench(
     name: str = typer.Argument("all", help="Benchmark to run (queue, tracking, features, ...) or 'all'."),
-    python: str = typer.Option(sys.executable, help="Interpreter to run it with (e.g. .venv-bench/bin/python)."),
+    python: str = typer.Option(
+        sys.executable, help="Interpreter to run it with (e.g. .venv-bench/bin/python)."
+    ),
 ) -> None:
     """Run a benchmark from benchmarks/ and update docs/benchmarks.md with its results."""
     scripts = available()

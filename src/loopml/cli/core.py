@@ -59,7 +59,11 @@ def info() -> None:
     rows = [[k, v] for k, v in settings.describe().items()]
     console.print(table("settings", ["setting", "value"], rows))
     ctx = Context.from_settings(settings)
-    checks = [("metadata", ctx.db.check), ("artifacts", ctx.artifacts.check), ("online", lambda: _online_check(ctx))]
+    checks = [
+        ("metadata", ctx.db.check),
+        ("artifacts", ctx.artifacts.check),
+        ("online", lambda: _online_check(ctx)),
+    ]
     results = []
     failed = False
     for name, check in checks:
@@ -94,7 +98,9 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision (def
     ctx = Context.from_settings()
     before = ctx.db.current_revision()
     ctx.db.upgrade(revision)
-    console.print(f"metadata schema: {before or 'empty'} -> {ctx.db.current_revision()} ({ctx.db.display_url})")
+    console.print(
+        f"metadata schema: {before or 'empty'} -> {ctx.db.current_revision()} ({ctx.db.display_url})"
+    )
 
 
 @db_app.command("current")

@@ -29,12 +29,18 @@ def _starter(lm: Loopml, fast: bool) -> None:
     )
     rows = [[label, f"{auc:.3f}"] for label, auc in result.auc.items()]
     console.print(table("holdout AUC per candidate", ["model", "AUC"], rows))
-    gates = [[f"churn/{v}", "[green]passed[/]" if ok else "[red]blocked[/]"] for v, ok, _ in result.gate_outcomes]
+    gates = [
+        [f"churn/{v}", "[green]passed[/]" if ok else "[red]blocked[/]"] for v, ok, _ in result.gate_outcomes
+    ]
     console.print(table("release gates for churn@champion", ["version", "outcome"], gates))
     if result.top_risk is not None:
-        top = [[int(r.customer_id), f"{r.churn_probability:.3f}", f"churn/{int(r.model_version)}"]
-               for r in result.top_risk.itertuples()]
-        console.print(table("highest churn risk (batch scores)", ["customer", "churn probability", "model"], top))
+        top = [
+            [int(r.customer_id), f"{r.churn_probability:.3f}", f"churn/{int(r.model_version)}"]
+            for r in result.top_risk.itertuples()
+        ]
+        console.print(
+            table("highest churn risk (batch scores)", ["customer", "churn probability", "model"], top)
+        )
     console.print(f"  champion is churn/{result.champion_version}; story took {result.seconds:.1f} s")
 
 

@@ -25,7 +25,9 @@ def materialization_pipeline(
     def materialize(lm: Loopml, full: bool, chunk_rows: int) -> dict[str, Any]:
         return materialize_step(lm.ctx, views, full=full, chunk_rows=chunk_rows)
 
-    pipe = Pipeline(name, steps=[materialize], schedule=schedule, params={"full": False, "chunk_rows": 50_000})
+    pipe = Pipeline(
+        name, steps=[materialize], schedule=schedule, params={"full": False, "chunk_rows": 50_000}
+    )
     return register(pipe)
 
 

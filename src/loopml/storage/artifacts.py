@@ -92,7 +92,9 @@ class ArtifactStore:
             with self.fs.open(self._path(digest), "rb") as fh:
                 data = fh.read()
         except FileNotFoundError:
-            raise NotFoundError(f"Artifact {digest} is not in {self.url}; it was deleted or never stored.") from None
+            raise NotFoundError(
+                f"Artifact {digest} is not in {self.url}; it was deleted or never stored."
+            ) from None
         if verify:
             _verify(digest, hashlib.sha256(data).hexdigest(), self.url)
         return data
@@ -108,7 +110,9 @@ class ArtifactStore:
                     hasher.update(chunk)
                     out.write(chunk)
         except FileNotFoundError:
-            raise NotFoundError(f"Artifact {digest} is not in {self.url}; it was deleted or never stored.") from None
+            raise NotFoundError(
+                f"Artifact {digest} is not in {self.url}; it was deleted or never stored."
+            ) from None
         if verify:
             _verify(digest, hasher.hexdigest(), self.url)
         return dest
@@ -118,7 +122,9 @@ class ArtifactStore:
         if self.is_local:
             path = Path(self._path(digest))
             if not path.exists():
-                raise NotFoundError(f"Artifact {digest} is not in {self.url}; it was deleted or never stored.")
+                raise NotFoundError(
+                    f"Artifact {digest} is not in {self.url}; it was deleted or never stored."
+                )
             if verify:
                 self._verify_file(path, digest)
             return path
@@ -149,7 +155,9 @@ class ArtifactStore:
 def _hex(digest: str) -> str:
     algo, _, hexd = digest.partition(":")
     if algo != "sha256" or len(hexd) != 64 or any(c not in "0123456789abcdef" for c in hexd):
-        raise NotFoundError(f"{digest!r} is not an artifact digest; expected 'sha256:' followed by 64 hex digits.")
+        raise NotFoundError(
+            f"{digest!r} is not an artifact digest; expected 'sha256:' followed by 64 hex digits."
+        )
     return hexd
 
 

@@ -36,7 +36,14 @@ def record_event(
     data: dict[str, Any] | None = None,
 ) -> Event:
     """Add an audit event to the caller's transaction, so it commits with the change it describes."""
-    event = Event(kind=kind, subject_type=subject_type, subject_id=str(subject_id), actor=actor, reason=reason, data=data)
+    event = Event(
+        kind=kind,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        actor=actor,
+        reason=reason,
+        data=data,
+    )
     session.add(event)
     return event
 

@@ -32,7 +32,9 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         if not (self.is_sqlite or self.is_postgres):
-            raise ConfigError(f"metadata_url {url!r}: use sqlite:///path.db or postgresql+psycopg://user@host/db")
+            raise ConfigError(
+                f"metadata_url {url!r}: use sqlite:///path.db or postgresql+psycopg://user@host/db"
+            )
         self.engine = self._create_engine(url, echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._auto_upgrade = auto_upgrade
@@ -45,7 +47,9 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(
-                url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+                url,
+                echo=echo,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             )
             _configure_sqlite(engine)
             return engine
@@ -139,7 +143,9 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except OperationalError as exc:
-            raise BackendUnavailableError(f"metadata database {self.display_url} unreachable: {exc.orig}") from None
+            raise BackendUnavailableError(
+                f"metadata database {self.display_url} unreachable: {exc.orig}"
+            ) from None
         return f"ok (schema {self.current_revision() or 'not created'}, head {self.head_revision()})"
 
     def dispose(self) -> None:
