@@ -4,7 +4,7 @@ The baseline is what a team writes without loopml: read the CSV with pandas, val
 (lazy, coercing), drop the failing rows and write Parquet. It keeps no quarantine, no statistics,
 no version and no audit trail, so it is a lower bound; the ratio shows what those cost.
 
-Run: .venv/bin/python benchmarks/datasets_ingest.py [--rows 1000000]
+Run: .venv/bin/python benchmarks/bench_datasets.py [--rows 1000000]
 Writes docs/benchmarks/datasets.md.
 """
 
@@ -149,7 +149,7 @@ def main() -> None:
     lines = [
         "## Datasets: validated ingest",
         "",
-        f"`benchmarks/datasets_ingest.py`, {args.rows:,} rows x 6 columns, {args.bad_share:.0%} bad rows, "
+        f"`benchmarks/bench_datasets.py`, {args.rows:,} rows x 6 columns, {args.bad_share:.0%} bad rows, "
         f"best of {args.repeat}, {machine}, embedded backend (SQLite + local files).",
         "",
         "| what | seconds | vs. script | rows/s |",
