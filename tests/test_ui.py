@@ -99,6 +99,22 @@ def populate_dashboard(lm: Loopml) -> DashboardData:
 
     pipe_run = lm.pipelines.run("ui_demo", {"rows": 4})
 
+    from loopml.features import Entity, FeatureView
+
+    store_entity = Entity("store", join_key="store")
+    weather = pd.DataFrame(
+        {
+            "store": [1, 2, 1],
+            "event_ts": pd.to_datetime(["2026-01-01", "2026-01-01", "2026-01-02"], utc=True),
+            "temp_avg": [3.0, 4.0, 5.0],
+        }
+    )
+    lm.features.register(
+        store_entity,
+        FeatureView("store_weather", entity=store_entity, features={"temp_avg": "float"}, source=weather),
+    )
+    lm.features.materialize()
+
     job = lm.jobs.enqueue("ui.broken", {"why": "demo"}, max_attempts=1)
     claimed = lm.jobs.claim("ui-test-worker", limit=1)
     assert [j.id for j in claimed] == [job.id]
@@ -157,7 +173,11 @@ def test_every_page_renders_the_real_data(ui: tuple[TestClient, DashboardData]) 
     jobs = http.get("/ui/jobs").text
     assert 'data-testid="dead-letters"' in jobs and "the handler exploded" in jobs
 
-    assert http.get("/ui/features").status_code == 200
+    features = http.get("/ui/features")
+    assert features.status_code == 200
+    assert 'data-testid="feature-views"' in features.text
+    assert "store_weather" in features.text and "temp_avg" in features.text
+    assert "succeeded" in features.text  # the materialisation shows with its status
 
 
 def test_unknown_names_render_a_404_page_that_names_them(ui: tuple[TestClient, DashboardData]) -> None:

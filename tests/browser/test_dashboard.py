@@ -71,4 +71,6 @@ def test_dashboard_pages_show_real_data(lm_sqlite: Loopml, live_server: Any, pag
 
     page.get_by_role("link", name="Features", exact=True).click()
     assert page.locator("h1").inner_text() == "Features"
+    views = page.get_by_test_id("feature-views").inner_text()
+    assert "store_weather" in views and "temp_avg" in views
     assert failures == []
