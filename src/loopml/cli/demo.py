@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,7 @@ def demo(
             tell(lm, fast)
     console.rule()
     console.print(f"done in {time.perf_counter() - started:.1f} s; state is in {home.resolve()}")
+    exe = sys.argv[0] if Path(sys.argv[0]).name == "loopml" else "loopml"
     console.print(
-        f"see it in the dashboard: [bold]LOOPML_HOME={home} loopml up[/] then open http://127.0.0.1:8000/ui/"
+        f"see it in the dashboard: [bold]LOOPML_HOME={home} {exe} up[/] then open http://127.0.0.1:8000/ui/"
     )
