@@ -111,6 +111,9 @@ def test_lineage_links_runs_and_dataset_versions(lm: Loopml, models: dict) -> No
     v = _register(lm, models, "good", run_id=run.id, git_sha="a" * 40)
     assert v.run_id == run.id
     assert v.lineage == {"dataset_version_ids": [dv.id], "git_sha": "a" * 40}
+    # the same lineage is a foreign key: "which models did this data version feed?"
+    assert [m.number for m in lm.registry.trained_on(dv.id)] == [v.number]
+    assert lm.registry.trained_on(dv.id + 999) == []
 
 
 def test_signature_is_enforced_at_predict(lm: Loopml, models: dict) -> None:

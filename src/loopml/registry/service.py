@@ -130,8 +130,9 @@ class Registry:
         with self.ctx.db.session() as session:
             run_git, run_inputs = self._run_lineage(session, run_id)
             self._check_dataset_versions(session, ds_ids)
+            input_ids = sorted(set(ds_ids) | set(run_inputs))
             lineage = {
-                "dataset_version_ids": sorted(set(ds_ids) | set(run_inputs)),
+                "dataset_version_ids": input_ids,
                 "git_sha": git_sha or run_git or _detect_git_sha(),
             }
             model_row = q.get_or_create_model(session, name, description)
@@ -148,6 +149,7 @@ class Registry:
                 metrics=clean_metrics,
                 run_id=run_id,
                 lineage=lineage,
+                dataset_version_ids=input_ids,
                 description=description,
                 status="ready",
                 created_by=actor,
@@ -243,6 +245,16 @@ class Registry:
             return [
                 _version(v, name, by_version.get(v.id, ())) for v in q.list_versions(session, row.id, limit)
             ]
+
+    def trained_on(self, dataset_version_id: int) -> list[ModelVersion]:
+        """Model versions whose lineage includes a dataset version: what a bad data version affects."""
+        (checked,) = _check_ids([dataset_version_id])
+        with self.ctx.db.session() as session:
+            out = []
+            for v in q.versions_trained_on(session, checked):
+                model = session.get(q.ModelRow, v.model_id)
+                out.append(_version(v, model.name, _alias_map(session, v.model_id).get(v.id, ())))
+            return out
 
     def get_version(self, ref: str) -> ModelVersion:
         """Resolve ``name@alias``, ``name/N`` or ``name`` to the version it names right now."""

@@ -54,7 +54,9 @@ class Database:
             _configure_sqlite(engine)
             return engine
         try:
-            return create_engine(url, echo=echo, pool_pre_ping=False, pool_recycle=1800, pool_size=10, max_overflow=20)
+            return create_engine(
+                url, echo=echo, pool_pre_ping=False, pool_recycle=1800, pool_size=10, max_overflow=20
+            )
         except ModuleNotFoundError as exc:
             raise ConfigError(
                 f"metadata_url {url!r} needs the PostgreSQL driver: pip install 'loopml[postgres]' ({exc})"

@@ -16,6 +16,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Unique
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from loopml.storage.metadata import datasets as _datasets  # noqa: F401  (FK target table)
 from loopml.storage.metadata.base import Base, BigId, JSONType, UTCDateTime, utcnow
 from loopml.storage.metadata.core import Event
 
@@ -54,6 +55,19 @@ class ModelVersionRow(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="ready")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(255), nullable=False, default="system")
+
+
+class ModelVersionInputRow(Base):
+    """model version -> dataset versions it was trained or evaluated on (the lineage as a real FK)."""
+
+    __tablename__ = "model_version_inputs"
+
+    version_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_version_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("dataset_versions.id", ondelete="RESTRICT"), primary_key=True
+    )
 
 
 class ModelAliasRow(Base):
@@ -149,11 +163,28 @@ def next_version_number(session: Session, model_id: int) -> int:
     return int(current or 0) + 1
 
 
-def add_version(session: Session, **fields: Any) -> ModelVersionRow:
+def add_version(
+    session: Session, *, dataset_version_ids: Sequence[int] = (), **fields: Any
+) -> ModelVersionRow:
     row = ModelVersionRow(**fields)
     session.add(row)
     session.flush()
+    session.add_all(
+        ModelVersionInputRow(version_id=row.id, dataset_version_id=i) for i in dataset_version_ids
+    )
+    session.flush()
     return row
+
+
+def versions_trained_on(session: Session, dataset_version_id: int) -> list[ModelVersionRow]:
+    """Every model version whose lineage includes this dataset version (impact of a bad version)."""
+    stmt = (
+        select(ModelVersionRow)
+        .join(ModelVersionInputRow, ModelVersionInputRow.version_id == ModelVersionRow.id)
+        .where(ModelVersionInputRow.dataset_version_id == dataset_version_id)
+        .order_by(ModelVersionRow.id)
+    )
+    return list(session.scalars(stmt))
 
 
 def get_version(session: Session, model_id: int, number: int) -> ModelVersionRow | None:
