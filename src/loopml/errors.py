@@ -12,6 +12,13 @@ class LoopmlError(Exception):
 
     #: HTTP status the API layer maps this error to.
     status_code: int = 400
+    #: The one input at fault (``name``, ``alias`` ...), when there is one; the API reports it as ``field``.
+    field: str | None = None
+
+    def __init__(self, *args: object, field: str | None = None) -> None:
+        super().__init__(*args)
+        if field is not None:
+            self.field = field
 
 
 class ConfigError(LoopmlError):

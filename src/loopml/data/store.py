@@ -382,7 +382,8 @@ def _check_name(name: Any) -> None:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValidationError(
             f"dataset name {name!r} is not valid: start with a letter, then letters, digits, '_' or '-' "
-            "(at most 128 characters), e.g. 'store_visits'."
+            "(at most 128 characters), e.g. 'store_visits'.",
+            field="name",
         )
 
 

@@ -28,7 +28,8 @@ class ModelRef:
 def check_model_name(name: Any) -> str:
     if not isinstance(name, str) or not MODEL_NAME.match(name):
         raise ValidationError(
-            f"model name {name!r} is invalid: use 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
+            f"model name {name!r} is invalid: use 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit",
+            field="name",
         )
     return name
 
@@ -37,10 +38,13 @@ def check_alias(alias: Any) -> str:
     if not isinstance(alias, str) or not ALIAS_NAME.match(alias):
         raise ValidationError(
             f"alias {alias!r} is invalid: use 1-64 lowercase letters, digits, '_' or '-', starting with a letter "
-            "(e.g. champion, challenger, canary-eu)"
+            "(e.g. champion, challenger, canary-eu)",
+            field="alias",
         )
     if alias in RESERVED_ALIASES:
-        raise ValidationError(f"alias {alias!r} is reserved (it means the newest version); pick another name")
+        raise ValidationError(
+            f"alias {alias!r} is reserved (it means the newest version); pick another name", field="alias"
+        )
     return alias
 
 

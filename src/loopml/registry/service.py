@@ -464,7 +464,7 @@ class Registry:
         check_model_name(name)
         check_alias(alias)
         if not isinstance(reason, str) or not reason.strip():
-            raise ValidationError("unprotect needs a non-empty reason for the audit trail")
+            raise ValidationError("unprotect needs a non-empty reason for the audit trail", field="reason")
         with self.ctx.db.session() as session:
             row = self._model(session, name, for_update=True)
             removed = q.delete_protection(session, row.id, alias)
@@ -593,7 +593,9 @@ class Registry:
         check_alias(alias)
         _check_text(actor, "actor", empty_ok=False)
         if not isinstance(reason, str) or not reason.strip():
-            raise ValidationError("rollback needs a non-empty reason for the audit trail (what went wrong?)")
+            raise ValidationError(
+                "rollback needs a non-empty reason for the audit trail (what went wrong?)", field="reason"
+            )
         with self.ctx.db.session() as session:
             row = self._model(session, name, for_update=True)
             current = q.get_alias(session, row.id, alias, for_update=True)
@@ -694,9 +696,9 @@ def _needs_eval(gate: Gate) -> bool:
 
 def _check_text(value: Any, field: str, *, empty_ok: bool = True) -> str:
     if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string; got {type(value).__name__}")
+        raise ValidationError(f"{field} must be a string; got {type(value).__name__}", field=field)
     if not empty_ok and not value.strip():
-        raise ValidationError(f"{field} must not be empty (it is recorded in the audit trail)")
+        raise ValidationError(f"{field} must not be empty (it is recorded in the audit trail)", field=field)
     return value
 
 

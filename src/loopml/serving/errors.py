@@ -89,8 +89,13 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str | None
         where = loc[0] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else None
         field = ".".join(loc[1:] if where else loc) or (where or "request")
         message = str(err.get("msg", "invalid value"))
+        if err.get("type") == "json_invalid":  # loc is ("body", <character offset>): the body is at fault
+            field = "body"
+            reason = (err.get("ctx") or {}).get("error")
+            message = f"{message} at character {loc[1]}" if len(loc) > 1 else message
+            message += f" ({reason}); send valid JSON" if reason else "; send valid JSON"
         hint = f"{field} ({where}): {message}" if where else f"{field}: {message}"
-        if "input" in err and err.get("type") != "missing":
+        if "input" in err and err.get("type") not in ("missing", "json_invalid"):
             hint += f" (got {err['input']!r})"
         items.append({"field": field, "in": where, "message": message, "type": err.get("type")})
         items[-1]["text"] = hint
@@ -113,8 +118,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = f"{request.method} is not allowed on {request.url.path}. See /openapi.json for the methods it accepts."
     else:
         detail = str(exc.detail)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-    return _render(request, exc.status_code, error_body(code, detail), dict(exc.headers or {}) or None)
+    field = None
+    # FastAPI/Starlette raise a 400 only while reading the body (undecodable bytes, broken multipart).
+    if exc.status_code == 400:
+        field = "body"
+        detail = (
+            f"body: {detail.rstrip('.')}. Send a well-formed body (UTF-8 JSON, or multipart/form-data "
+            "for uploads) and retry."
+        )
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
+    return _render(request, exc.status_code, error_body(code, detail, field), dict(exc.headers or {}) or None)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from loopml.client import Loopml
-from loopml.serving.api.deps import service
+from loopml.serving.api.deps import MAX_INT, service
 from loopml.serving.api.responses import to_jsonable
 from loopml.serving.errors import ModuleUnavailableError
 from loopml.web import pages
@@ -90,7 +90,7 @@ async def datasets(request: Request) -> Response:
 async def dataset(
     request: Request,
     name: str,
-    version: int | None = Query(None, ge=1),
+    version: int | None = Query(None, ge=1, le=MAX_INT),
     limit: int = Query(100, ge=1, le=5000),
 ) -> Response:
     lm = _lm(request)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loopml.client import Loopml
 from loopml.errors import ValidationError
-from loopml.serving.api.deps import get_client, parse_version, service
+from loopml.serving.api.deps import MAX_INT, get_client, parse_version, service
 from loopml.serving.api.responses import JSONResponse
 from loopml.serving.auth import require_token
 
@@ -42,7 +42,9 @@ def get_version(name: str, version: str, lm: Loopml = Depends(get_client)) -> JS
 @router.get("/{name}/quarantine", summary="Rows refused by the contract, with the checks they failed")
 def quarantine(
     name: str,
-    version: int | None = Query(None, ge=1, description="Only rows quarantined by this version's ingest."),
+    version: int | None = Query(
+        None, ge=1, le=MAX_INT, description="Only rows quarantined by this version's ingest."
+    ),
     limit: int = Query(100, ge=1, le=10_000, description="At most this many rows."),
     lm: Loopml = Depends(get_client),
 ) -> JSONResponse:
@@ -53,8 +55,8 @@ def quarantine(
 @router.get("/{name}/diff", summary="Statistics diff between two versions")
 def diff(
     name: str,
-    a: int = Query(..., ge=1, description="Older version number."),
-    b: int = Query(..., ge=1, description="Newer version number."),
+    a: int = Query(..., ge=1, le=MAX_INT, description="Older version number."),
+    b: int = Query(..., ge=1, le=MAX_INT, description="Newer version number."),
     lm: Loopml = Depends(get_client),
 ) -> JSONResponse:
     return JSONResponse(service(lm, "datasets").diff(name, a, b))

@@ -14,6 +14,10 @@ from loopml.client import Loopml
 from loopml.errors import ValidationError
 from loopml.serving.errors import ModuleUnavailableError
 
+#: Largest id / version number a request may carry: what a SQL BIGINT holds (SQLite and PostgreSQL).
+#: Bigger numbers cannot name a stored record and would make the database driver raise.
+MAX_INT = 2**63 - 1
+
 SERVICE_MODULES = {
     "datasets": "loopml.data",
     "jobs": "loopml.storage.queue",
@@ -54,4 +58,6 @@ def parse_version(value: str, field: str = "version") -> int | Literal["latest"]
         ) from None
     if number < 1:
         raise ValidationError(f"{field}={value!r}: versions start at 1; use a positive integer or 'latest'.")
+    if number > MAX_INT:
+        raise ValidationError(f"{field}={value!r} is too large: version numbers are at most {MAX_INT}.")
     return number

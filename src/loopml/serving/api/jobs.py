@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.client import Loopml
-from loopml.serving.api.deps import get_client, service
+from loopml.serving.api.deps import MAX_INT, get_client, service
 from loopml.serving.api.responses import JSONResponse
 from loopml.serving.auth import require_token
 
@@ -29,8 +31,12 @@ def stats(lm: Loopml = Depends(get_client)) -> JSONResponse:
     return JSONResponse({"counts": queue.stats(), "oldest_queued_age_seconds": queue.oldest_age_seconds()})
 
 
+#: Job ids are positive and fit a BIGINT; anything else is a 422 naming ``job_id``, not a driver error.
+JobId = Annotated[int, Path(ge=1, le=MAX_INT, description="Job id.")]
+
+
 @router.get("/{job_id}", summary="One job with its attempts, last error and result")
-def get_job(job_id: int, lm: Loopml = Depends(get_client)) -> JSONResponse:
+def get_job(job_id: JobId, lm: Loopml = Depends(get_client)) -> JSONResponse:
     return JSONResponse(service(lm, "jobs").get(job_id))
 
 
@@ -44,7 +50,7 @@ class ActionRequest(BaseModel):
 
 @router.post("/{job_id}/requeue", summary="Put a dead-letter job back in the queue")
 def requeue(
-    job_id: int,
+    job_id: JobId,
     body: ActionRequest | None = None,
     lm: Loopml = Depends(get_client),
     actor: str = Depends(require_token),
@@ -56,7 +62,7 @@ def requeue(
 
 @router.post("/{job_id}/cancel", summary="Cancel a queued job")
 def cancel(
-    job_id: int,
+    job_id: JobId,
     body: ActionRequest | None = None,
     lm: Loopml = Depends(get_client),
     actor: str = Depends(require_token),

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.client import Loopml
-from loopml.serving.api.deps import get_client, service
+from loopml.serving.api.deps import MAX_INT, get_client, service
 from loopml.serving.api.responses import JSONResponse
 from loopml.serving.auth import require_token
 
@@ -18,7 +18,7 @@ class AliasRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(..., ge=1, description="Version number the alias should point to.")
+    version: int = Field(..., ge=1, le=MAX_INT, description="Version number the alias should point to.")
     reason: str = Field(..., min_length=1, max_length=2000, description="Why (recorded in the audit trail).")
     force: bool = Field(False, description="Bypass the alias's release gates (needs a reason; audited).")
 
@@ -28,7 +28,7 @@ class PromoteRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(..., ge=1, description="Candidate version number.")
+    version: int = Field(..., ge=1, le=MAX_INT, description="Candidate version number.")
     alias: str = Field(
         "champion", min_length=1, max_length=64, description="Alias to move if every gate passes."
     )
@@ -66,7 +66,7 @@ def list_aliases(name: str, lm: Loopml = Depends(get_client)) -> JSONResponse:
 @router.get("/{name}/versions/{version}/gates", summary="Recorded release-gate results of one version")
 def gate_results(
     name: str,
-    version: int = Path(..., ge=1, description="Version number."),
+    version: int = Path(..., ge=1, le=MAX_INT, description="Version number."),
     alias: str | None = Query(None, description="Only evaluations for this alias."),
     lm: Loopml = Depends(get_client),
 ) -> JSONResponse:
