@@ -387,21 +387,19 @@ class Registry:
                 return AliasMove(
                     name, alias, from_number, number, actor, reason, force, "unchanged", current.updated_at
                 )
-            q.set_alias_row(session, row.id, alias, target.id, actor)
-            event = record_event(
+            event = _move_alias(
                 session,
                 q.EVENT_ALIAS_MOVED,
-                "model",
+                row,
                 name,
-                actor=actor,
-                reason=reason or None,
-                data={
-                    "alias": alias,
-                    "from_version": from_number,
-                    "to_version": number,
-                    "forced": bool(force and protected),
-                    "gated": False,
-                },
+                alias,
+                target.id,
+                actor,
+                reason,
+                from_number,
+                number,
+                forced=bool(force and protected),
+                gated=False,
             )
             session.flush()
             return _move(event, name)
@@ -559,23 +557,21 @@ class Registry:
                         f"{alias!r} of {name!r} moved to version {moved_to} while the gates ran against "
                         f"version {current_number}; run promote again"
                     )
-                q.set_alias_row(session, row.id, alias, candidate_row.id, actor)
-                record_event(
+                _move_alias(
                     session,
                     q.EVENT_ALIAS_MOVED,
-                    "model",
+                    row,
                     name,
-                    actor=actor,
-                    reason=reason or None,
-                    data={
-                        "alias": alias,
-                        "from_version": current_number,
-                        "to_version": number,
-                        "forced": False,
-                        "gated": bool(gates),
-                        "evaluation_id": evaluation_id,
-                        "gates": [{"gate": r.gate, "passed": r.passed} for r in results],
-                    },
+                    alias,
+                    candidate_row.id,
+                    actor,
+                    reason,
+                    current_number,
+                    number,
+                    forced=False,
+                    gated=bool(gates),
+                    evaluation_id=evaluation_id,
+                    gates=[{"gate": r.gate, "passed": r.passed} for r in results],
                 )
                 moved = True
         report = GateReport(name, number, alias, passed, moved, evaluation_id, tuple(results), current_number)
@@ -620,20 +616,18 @@ class Registry:
                 )
             target_number = stack[-2]
             target = self._version_row(session, row, target_number)
-            q.set_alias_row(session, row.id, alias, target.id, actor)
-            event = record_event(
+            event = _move_alias(
                 session,
                 q.EVENT_ALIAS_ROLLED_BACK,
-                "model",
+                row,
                 name,
-                actor=actor,
-                reason=reason,
-                data={
-                    "alias": alias,
-                    "from_version": current_number,
-                    "to_version": target_number,
-                    "forced": False,
-                },
+                alias,
+                target.id,
+                actor,
+                reason,
+                current_number,
+                target_number,
+                forced=False,
             )
             session.flush()
             return _move(event, name)
@@ -807,3 +801,29 @@ def _ranges(numbers: list[int]) -> str:
     if not numbers:
         return "none"
     return f"1..{numbers[-1]}" if numbers == list(range(1, numbers[-1] + 1)) else ", ".join(map(str, numbers))
+
+
+def _move_alias(
+    session: Any,
+    kind: str,
+    model_row: Any,
+    name: str,
+    alias: str,
+    version_id: int,
+    actor: str,
+    reason: str | None,
+    from_version: int | None,
+    to_version: int,
+    **details: Any,
+) -> Any:
+    """Point ``alias`` at a version and write the audit event in the same transaction."""
+    q.set_alias_row(session, model_row.id, alias, version_id, actor)
+    return record_event(
+        session,
+        kind,
+        "model",
+        name,
+        actor=actor,
+        reason=reason or None,
+        data={"alias": alias, "from_version": from_version, "to_version": to_version, **details},
+    )
