@@ -203,12 +203,15 @@ def test_check_reports_skew_and_missing_keys(lm: Loopml, online: OnlineStore) ->
 def test_ttl_expires_online_values_but_reports_their_age(lm: Loopml, online: OnlineStore) -> None:
     fs = FeatureStore(lm.ctx, online=online)
     fs.register(USER, FeatureView("user_stats", entity=USER, features={"clicks": "int"}, ttl=60))
+    now = datetime.now(UTC)  # not the module's NOW: the suite may run for minutes before this test
+    hour_ago = pd.Timestamp(now - timedelta(hours=1))
     fs.push(
-        "user_stats", pd.DataFrame({"user_id": [1, 2], "event_ts": [recent(1), recent(0)], "clicks": [1, 2]})
+        "user_stats",
+        pd.DataFrame({"user_id": [1, 2], "event_ts": [hour_ago, pd.Timestamp(now)], "clicks": [1, 2]}),
     )
     got = fs.online_features({"user_id": [1, 2]}, ["user_stats:clicks"])
     assert got.values["clicks"] == [None, 2]
-    expected_age = (datetime.now(UTC) - recent(1)).total_seconds()  # NOW is fixed at import time
+    expected_age = (datetime.now(UTC) - hour_ago).total_seconds()
     assert got.age_seconds["user_stats"][0] == pytest.approx(expected_age, abs=5)
 
 
