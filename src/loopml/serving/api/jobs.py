@@ -55,9 +55,7 @@ def requeue(
     lm: Loopml = Depends(get_client),
     actor: str = Depends(require_token),
 ) -> JSONResponse:
-    return JSONResponse(
-        service(lm, "jobs").requeue(job_id, actor=actor, reason=(body or ActionRequest()).reason)
-    )
+    return _act(lm, "requeue", job_id, body, actor)
 
 
 @router.post("/{job_id}/cancel", summary="Cancel a queued job")
@@ -67,6 +65,10 @@ def cancel(
     lm: Loopml = Depends(get_client),
     actor: str = Depends(require_token),
 ) -> JSONResponse:
-    return JSONResponse(
-        service(lm, "jobs").cancel(job_id, actor=actor, reason=(body or ActionRequest()).reason)
-    )
+    return _act(lm, "cancel", job_id, body, actor)
+
+
+def _act(lm: Loopml, action: str, job_id: int, body: ActionRequest | None, actor: str) -> JSONResponse:
+    """Run an audited job action (``requeue`` / ``cancel``) with the caller as actor."""
+    method = getattr(service(lm, "jobs"), action)
+    return JSONResponse(method(job_id, actor=actor, reason=(body or ActionRequest()).reason))
