@@ -45,6 +45,7 @@ _LAZY = {
         "loopml.pipelines",
     ),
     **dict.fromkeys(["Tracker", "ActiveRun", "Run", "RunComparison"], "loopml.tracking"),
+    **dict.fromkeys(["Alerts", "Alert"], "loopml.alerts"),
     **dict.fromkeys(
         [
             "Registry",

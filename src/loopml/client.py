@@ -12,6 +12,7 @@ from loopml.config import Settings
 from loopml.context import Context
 
 if TYPE_CHECKING:
+    from loopml.alerts import Alerts
     from loopml.data import DatasetStore
     from loopml.features import FeatureStore
     from loopml.pipelines import Pipelines
@@ -72,6 +73,12 @@ class Loopml:
         from loopml.features import FeatureStore
 
         return FeatureStore(self.ctx)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        from loopml.alerts import Alerts
+
+        return Alerts(self.ctx)
 
     def close(self) -> None:
         tracker = self.__dict__.get("tracking")

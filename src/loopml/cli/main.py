@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from loopml.cli import bench, core, datasets, demo, features, jobs, models, pipelines, runs, serve
+from loopml.cli import alerts, bench, core, datasets, demo, features, jobs, models, pipelines, runs, serve
 from loopml.cli.common import err_console
 from loopml.errors import LoopmlError
 
@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (core, datasets, jobs, pipelines, runs, models, features, serve, demo, bench):
+for module in (core, datasets, jobs, pipelines, runs, models, features, alerts, serve, demo, bench):
     module.register(app)
 
 

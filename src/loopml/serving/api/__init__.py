@@ -7,9 +7,9 @@ from fastapi import APIRouter
 
 def build_router() -> APIRouter:
     """All admin routers in one; imported lazily so ``loopml.serving`` stays cheap to import."""
-    from loopml.serving.api import datasets, jobs, models, pipelines, runs
+    from loopml.serving.api import alerts, datasets, jobs, models, pipelines, runs
 
     router = APIRouter()
-    for module in (datasets, jobs, pipelines, runs, models):
+    for module in (datasets, jobs, pipelines, runs, models, alerts):
         router.include_router(module.router)
     return router

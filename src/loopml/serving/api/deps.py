@@ -25,6 +25,7 @@ SERVICE_MODULES = {
     "tracking": "loopml.tracking",
     "registry": "loopml.registry",
     "features": "loopml.features",
+    "alerts": "loopml.alerts",
 }
 
 

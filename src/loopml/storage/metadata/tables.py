@@ -1,6 +1,7 @@
 """Import every table module so ``Base.metadata`` is complete (used by Alembic and tests)."""
 
 from loopml.storage.metadata import (  # noqa: F401
+    alerts,
     core,
     datasets,
     features,
