@@ -26,6 +26,7 @@ CONFIG_FILE = "loopml.toml"
 METADATA_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 ARTIFACT_SCHEMES = ("file", "s3", "gs", "gcs", "memory")
 ONLINE_SCHEMES = ("sqlite", "redis", "rediss")
+EXECUTORS = ("serial", "thread", "process", "ray", "ray:auto")
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,10 @@ class Settings(BaseSettings):
     pipeline_modules: list[str] = Field(
         default_factory=list,
         description="Python modules that define pipelines (imported by `run`, `worker`, `up`), e.g. ['pipelines'].",
+    )
+    executor: str = Field(
+        default="",
+        description="Fan-out backend: '' (auto), serial, thread, process, ray, ray:auto or ray://host:port.",
     )
 
     @classmethod
@@ -74,6 +79,11 @@ class Settings(BaseSettings):
     @classmethod
     def _check_online_url(cls, value: str) -> str:
         return _check_url("online_url", value, ONLINE_SCHEMES)
+
+    @field_validator("executor")
+    @classmethod
+    def _check_executor(cls, value: str) -> str:
+        return _check_executor(value)
 
     @cached_property
     def home_dir(self) -> Path:
@@ -109,6 +119,7 @@ class Settings(BaseSettings):
             "host": self.host,
             "port": self.port,
             "workers": self.workers,
+            "executor": self.executor or "auto (process when there are several items and CPUs)",
         }
 
 
@@ -122,6 +133,26 @@ def _check_url(field: str, value: str, schemes: tuple[str, ...]) -> str:
             + ", ".join(f"{s}://..." for s in schemes)
         )
     return value
+
+
+def _check_executor(value: str) -> str:
+    value = value.strip()
+    if not value or value in EXECUTORS:
+        return value
+    if value.startswith("ray://"):
+        parsed = urlparse(value)
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if parsed.hostname and port:
+            return value
+        raise ValueError(f"executor={value!r} needs a host and a port, e.g. ray://head-node:10001")
+    raise ValueError(
+        f"executor={value!r} is not a known backend; use one of: '' (auto), "
+        + ", ".join(EXECUTORS)
+        + ", ray://host:port"
+    )
 
 
 def _mask(url: str) -> str:
