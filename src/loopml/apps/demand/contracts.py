@@ -101,6 +101,7 @@ EVALUATION = Contract(
         Column("arm", "str", allowed=ARMS),
         Column("model", "str"),
         Column("model_version", "int", min=0),
+        Column("used", "bool", description="true for the row whose forecast the store's arm published"),
         _metric("mae", "mean absolute error over the week's periods"),
         _metric("rmse", "root mean squared error"),
         _metric("wape", "sum |error| / sum actual; empty when the store had no visitors", nullable=True),
