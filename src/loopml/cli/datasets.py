@@ -44,6 +44,12 @@ def ingest(
     contract: Path | None = typer.Option(
         None, "--contract", "-c", help="Define/replace the contract first (.json/.toml)."
     ),
+    partition: str | None = typer.Option(
+        None, "--partition", "-p", help="Deliver all rows as this partition (e.g. 2026-11-29)."
+    ),
+    partition_by: str | None = typer.Option(
+        None, "--partition-by", help="Split rows into partitions by this column (a datetime column: by day)."
+    ),
     actor: str = typer.Option("cli", help="Who ingests (recorded on the version)."),
 ) -> None:
     """Validate a file against the contract: good rows become a version, bad rows go to quarantine."""
@@ -51,9 +57,14 @@ def ingest(
 
     parsed = Contract.from_file(contract) if contract is not None else None
     lm = client()
+    where = (
+        {}
+        if partition is None and partition_by is None
+        else {"partition": partition, "partition_by": partition_by}
+    )
     with console.status(f"ingesting {path} into {name} ..."):
         try:
-            result = lm.datasets.ingest(name, path, contract=parsed, actor=actor)
+            result = lm.datasets.ingest(name, path, contract=parsed, actor=actor, **where)
         except IngestRefusedError as exc:
             _print_report(exc.report)
             err_console.print(
@@ -89,6 +100,7 @@ def list_datasets() -> None:
 @datasets_app.command("versions")
 def versions(name: str = typer.Argument(..., help="Dataset name.")) -> None:
     """List a dataset's versions: rows kept and quarantined, digest, who and when."""
+    found = client().datasets.versions(name)
     rows = [
         [
             v.number,
@@ -100,15 +112,14 @@ def versions(name: str = typer.Argument(..., help="Dataset name.")) -> None:
             v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             v.source,
         ]
-        for v in client().datasets.versions(name)
+        for v in found
     ]
-    console.print(
-        table(
-            f"{name} versions",
-            ["#", "rows", "quarantined", "size", "digest", "actor", "created", "source"],
-            rows,
-        )
-    )
+    columns = ["#", "rows", "quarantined", "size", "digest", "actor", "created", "source"]
+    if any(v.partitioned for v in found):
+        columns += ["partitions", "delivered"]
+        for row, v in zip(rows, found, strict=True):
+            row += [v.partition_count or "-", _keys(v.partitions_delivered or [])]
+    console.print(table(f"{name} versions", columns, rows))
 
 
 @datasets_app.command("show")
@@ -122,7 +133,12 @@ def show(
         f"[bold]{v.ref}[/]  rows {v.row_count}  quarantined {v.rows_quarantined}  size {_size(v.size_bytes)}\n"
         f"digest {v.digest}\ncreated {v.created_at.isoformat()} by {v.actor} from {v.source}\nuri {v.uri}"
     )
-    out = Table(title="column statistics")
+    if v.partitioned:
+        console.print(
+            f"partitions {v.partition_count} (manifest at uri); this ingest delivered "
+            f"{_keys(v.partitions_delivered or [])}: loopml datasets partitions {name} --version {v.number}"
+        )
+    out = Table(title="column statistics" + (" (delivered partitions only)" if v.partitioned else ""))
     for col in ("column", "dtype", "nulls", "distinct", "min", "max", "mean", "std", "top values"):
         out.add_column(col)
     for column, s in v.stats.items():
@@ -139,6 +155,33 @@ def show(
             top,
         )
     console.print(out)
+
+
+@datasets_app.command("partitions")
+def partitions(
+    name: str = typer.Argument(..., help="Dataset name."),
+    version: str = typer.Option("latest", "--version", "-v", help="Version number or 'latest'."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Show the last N partitions."),
+) -> None:
+    """List a partitioned version's partitions: key, rows, size and Parquet digest (newest keys last)."""
+    lm = client()
+    v = lm.datasets.version(name, version)
+    parts = lm.datasets.partitions(name, v.number)
+    delivered = set(v.partitions_delivered or [])
+    shown = parts[-limit:]
+    rows = [
+        [p.key, p.rows, _size(p.size_bytes), p.digest[:19], "yes" if p.key in delivered else ""]
+        for p in shown
+    ]
+    console.print(
+        table(
+            f"{v.ref}: {len(parts)} partitions, {v.row_count} rows",
+            ["partition", "rows", "size", "digest", f"delivered in v{v.number}"],
+            rows,
+        )
+    )
+    if len(parts) > len(shown):
+        console.print(f"... {len(parts) - len(shown)} earlier partitions not shown (use --limit)")
 
 
 @datasets_app.command("quarantine")
@@ -185,6 +228,13 @@ def diff(
     """Compare two versions' statistics: rows, null share, mean, min/max, new and missing categories."""
     d = client().datasets.diff(name, a, b)
     console.print(f"[bold]{name}[/] v{d.a} -> v{d.b}: rows {d.rows_a} -> {d.rows_b} ({d.row_change:+d})")
+    if d.partitions is not None:
+        console.print(
+            "partitions: " + "; ".join(f"{kind} {_keys(keys)}" for kind, keys in d.partitions.items() if keys)
+            if any(d.partitions.values())
+            else "partitions: none added, removed or changed"
+        )
+        console.print("(column statistics cover each version's delivered partitions)")
     rows = []
     for c in d.columns:
         if c.status == "unchanged" and not show_all:
@@ -266,11 +316,21 @@ def _print_report(report: Any) -> None:
         f"[{colour}]{report.dataset}: {verdict}[/]  rows in {report.rows_in}, ok {report.rows_ok}, "
         f"quarantined {report.rows_quarantined} ({report.bad_share:.2%}; limit {report.max_bad_share:.2%})"
     )
+    if getattr(report, "partitions", None) is not None:
+        console.print(
+            f"partitions delivered: {_keys(report.partitions)}; the version has {report.partition_count}"
+        )
     if report.checks:
         rows = [[c.column, c.check, c.rows, ", ".join(repr(v) for v in c.examples)] for c in report.checks]
         console.print(table("failed checks", ["column", "check", "rows", "examples"], rows))
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _keys(keys: list[str]) -> str:
+    from loopml.data.models import describe_keys
+
+    return describe_keys(keys)
 
 
 def _fmt(value: Any) -> str:

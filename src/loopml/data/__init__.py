@@ -12,6 +12,7 @@ from loopml.data.models import (
     IngestRefusedError,
     IngestReport,
     IngestResult,
+    PartitionInfo,
 )
 from loopml.data.stats import ColumnDiff, StatsDiff
 from loopml.data.store import DatasetStore
@@ -29,5 +30,6 @@ __all__ = [
     "IngestRefusedError",
     "IngestReport",
     "IngestResult",
+    "PartitionInfo",
     "StatsDiff",
 ]

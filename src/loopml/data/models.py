@@ -25,11 +25,15 @@ class DatasetInfo:
     version_count: int
     created_at: datetime
     updated_at: datetime
+    #: True once the dataset received a partitioned ingest (its versions are partition manifests)
+    partitioned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["created_at"] = self.created_at.isoformat()
         out["updated_at"] = self.updated_at.isoformat()
+        if not self.partitioned:
+            del out["partitioned"]  # plain datasets keep their original shape
         return out
 
 
@@ -51,17 +55,41 @@ class DatasetVersion:
     size_bytes: int = 0
     source: str | None = None
     actor: str = "system"
+    #: partitioned datasets: how many partitions the manifest has (None for a plain version)
+    partition_count: int | None = None
+    #: partitioned datasets: the keys this version's ingest wrote (its ``stats`` cover only these rows)
+    partitions_delivered: list[str] | None = None
 
     @property
     def ref(self) -> str:
         """``name@N``: how SQL queries, lineage and the CLI refer to this version."""
         return f"{self.dataset}@{self.number}"
 
+    @property
+    def partitioned(self) -> bool:
+        """True when ``digest`` names a partition manifest rather than one Parquet file."""
+        return self.partition_count is not None
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["created_at"] = self.created_at.isoformat()
         out["ref"] = self.ref
+        if not self.partitioned:
+            del out["partition_count"], out["partitions_delivered"]
         return out
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """One partition of a partitioned version: its key, row count and Parquet blob."""
+
+    key: str
+    rows: int
+    digest: str
+    size_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,9 @@ class IngestReport:
     new_version: bool = False
     newest: str | None = None
     stale: bool | None = None
+    #: partitioned ingests: the keys written by this ingest, and the partition count of the version
+    partitions: list[str] | None = None
+    partition_count: int | None = None
 
     @property
     def bad_share(self) -> float:
@@ -103,6 +134,8 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["bad_share"] = round(self.bad_share, 6)
+        if self.partitions is None:
+            del out["partitions"], out["partition_count"]
         return out
 
     def render(self) -> str:
@@ -124,6 +157,11 @@ class IngestReport:
             for c in self.checks:
                 examples = ", ".join(repr(v) for v in c.examples)
                 lines.append(f"    - {c.column}: {c.check} failed on {c.rows} row(s), e.g. {examples}")
+        if self.partitions is not None:
+            lines.append(
+                f"  partitions: {describe_keys(self.partitions)}"
+                + (f"; the version has {self.partition_count}" if self.partition_count is not None else "")
+            )
         lines.extend(f"  warning: {w}" for w in self.warnings)
         if not self.accepted:
             lines.append(
@@ -182,6 +220,13 @@ class IngestRefusedError(ValidationError):
     def __init__(self, report: IngestReport) -> None:
         super().__init__(report.render())
         self.report = report
+
+
+def describe_keys(keys: list[str], *, shown: int = 3) -> str:
+    """``'2026-11-29'``, or ``'1100 (2023-01-02 .. 2026-01-05)'`` for long lists."""
+    if len(keys) <= shown:
+        return ", ".join(keys) if keys else "none"
+    return f"{len(keys)} ({keys[0]} .. {keys[-1]})"
 
 
 def jsonable(value: Any) -> Any:

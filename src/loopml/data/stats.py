@@ -99,6 +99,9 @@ class StatsDiff:
     rows_a: int
     rows_b: int
     columns: list[ColumnDiff]
+    #: partitioned datasets: ``{"added": [...], "removed": [...], "changed": [...]}`` keys from a to b.
+    #: Column statistics of a partitioned version cover the partitions its ingest delivered.
+    partitions: dict[str, list[str]] | None = None
 
     @property
     def row_change(self) -> int:
@@ -119,16 +122,26 @@ class StatsDiff:
             "rows_b": self.rows_b,
             "row_change": self.row_change,
             "columns": [c.to_dict() for c in self.columns],
-        }
+        } | ({} if self.partitions is None else {"partitions": self.partitions})
 
 
 def diff_stats(
-    dataset: str, a: int, b: int, stats_a: dict, stats_b: dict, rows_a: int, rows_b: int
+    dataset: str,
+    a: int,
+    b: int,
+    stats_a: dict,
+    stats_b: dict,
+    rows_a: int,
+    rows_b: int,
+    *,
+    partitions: dict[str, list[str]] | None = None,
 ) -> StatsDiff:
     """Compare two versions' stored statistics column by column (columns of ``a`` first, then new ones)."""
     names = list(stats_a) + [n for n in stats_b if n not in stats_a]
     columns = [_column_diff(n, stats_a.get(n), stats_b.get(n)) for n in names]
-    return StatsDiff(dataset=dataset, a=a, b=b, rows_a=rows_a, rows_b=rows_b, columns=columns)
+    return StatsDiff(
+        dataset=dataset, a=a, b=b, rows_a=rows_a, rows_b=rows_b, columns=columns, partitions=partitions
+    )
 
 
 def _column_diff(name: str, sa: dict | None, sb: dict | None) -> ColumnDiff:

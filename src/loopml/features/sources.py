@@ -115,8 +115,7 @@ def _dataset(ctx: Context, name: str, version: int | str) -> ResolvedSource:
         ) from None
     store = DatasetStore(ctx)
     dv = store.version(name, version)
-    uri = store.parquet_uri(name, dv.number)
-    files = _parquet_files(uri) if "://" not in uri else [uri]
+    files = store.parquet_uris(name, dv.number)  # one path for a plain dataset, one per partition otherwise
     return ResolvedSource(files=tuple(files), fingerprint=str(dv.digest), dataset_version_id=int(dv.id))
 
 

@@ -1,4 +1,4 @@
-"""``/v1/datasets``: list, inspect, quarantine, diff and ingest (upload) datasets."""
+"""``/v1/datasets``: list, inspect, partitions, quarantine, diff and ingest (upload) datasets."""
 
 from __future__ import annotations
 
@@ -39,6 +39,26 @@ def get_version(name: str, version: str, lm: Loopml = Depends(get_client)) -> JS
     return JSONResponse(service(lm, "datasets").version(name, parse_version(version)))
 
 
+@router.get("/{name}/partitions", summary="The partitions of a partitioned dataset's version, in key order")
+def list_partitions(
+    name: str,
+    version: str = Query("latest", description="A version number or 'latest'."),
+    lm: Loopml = Depends(get_client),
+) -> JSONResponse:
+    store = service(lm, "datasets")
+    v = store.version(name, parse_version(version))
+    parts = store.partitions(name, v.number)
+    return JSONResponse(
+        {
+            "dataset": name,
+            "version": v.number,
+            "partition_count": len(parts),
+            "rows": v.row_count,
+            "partitions": parts,
+        }
+    )
+
+
 @router.get("/{name}/quarantine", summary="Rows refused by the contract, with the checks they failed")
 def quarantine(
     name: str,
@@ -67,6 +87,12 @@ async def ingest(
     name: str,
     request: Request,
     file: UploadFile = File(..., description="A .csv or .parquet file; bad rows are quarantined."),
+    partition: str | None = Query(
+        None, max_length=64, description="Deliver all rows as this partition key (e.g. 2026-11-29)."
+    ),
+    partition_by: str | None = Query(
+        None, max_length=128, description="Split rows into partitions by this column (datetime: by day)."
+    ),
     actor: str = Depends(require_token),
 ) -> JSONResponse:
     lm: Loopml = get_client(request)
@@ -80,5 +106,10 @@ async def ingest(
         with path.open("wb") as out:
             await run_in_threadpool(shutil.copyfileobj, file.file, out)
         store = service(lm, "datasets")
-        result = await run_in_threadpool(lambda: store.ingest(name, path, actor=actor))
+        if partition is None and partition_by is None:
+            result = await run_in_threadpool(lambda: store.ingest(name, path, actor=actor))
+        else:
+            result = await run_in_threadpool(
+                lambda: store.ingest(name, path, partition=partition, partition_by=partition_by, actor=actor)
+            )
     return JSONResponse(result, status_code=201)

@@ -1,9 +1,11 @@
 """Tables and queries for datasets: the dataset (name + current contract), its versions, quarantined rows.
 
 A version row points at an immutable Parquet blob by digest and carries the contract it was accepted
-under, so the history stays explainable after the contract changes. Quarantine rows belong to an
-ingest *attempt* and, when the ingest was accepted, to the version it produced; a refused ingest
-has no version but its rows are kept all the same.
+under, so the history stays explainable after the contract changes. For a *partitioned* dataset the
+digest names a manifest (partition key -> Parquet blob) instead; ``partition_count`` and
+``partitions_delivered`` say how many partitions the version has and which ones its ingest wrote.
+Quarantine rows belong to an ingest *attempt* and, when the ingest was accepted, to the version it
+produced; a refused ingest has no version but its rows are kept all the same.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     insert,
     select,
@@ -38,6 +42,8 @@ class Dataset(Base):
     name: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     contract: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    #: set by the first partitioned ingest; plain and partitioned ingests cannot be mixed afterwards
+    partitioned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
@@ -64,6 +70,9 @@ class DatasetVersionRow(Base):
     source: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(255), nullable=False, default="system")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    #: partitioned datasets only: partitions in the manifest, and the keys this version's ingest wrote
+    partition_count: Mapped[int | None] = mapped_column(Integer)
+    partitions_delivered: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
 class QuarantineRow(Base):
