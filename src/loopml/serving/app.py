@@ -34,13 +34,23 @@ log = logging.getLogger("loopml.serving")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 #: Routers contributed by other serving modules when they are installed (module, attribute).
 OPTIONAL_ROUTERS: tuple[tuple[str, str], ...] = (("loopml.serving.endpoints", "router"),)
+#: Reference systems that plug into the app: each module exposes ``api_router``, ``ui_router``
+#: (FastAPI ``APIRouter``s), ``NAV`` (``[(label, href)]``) and optionally ``TEMPLATES_DIR``.
+BUILTIN_APPS: tuple[str, ...] = ("loopml.apps.demand.web",)
 
 
 def create_app(
-    source: Loopml | Context | Settings | None = None, *, routers: Sequence[APIRouter] = ()
+    source: Loopml | Context | Settings | None = None,
+    *,
+    routers: Sequence[APIRouter] = (),
+    apps: Sequence[str] | None = None,
 ) -> FastAPI:
-    """Build the app. A client passed in stays owned by the caller; one built here is closed on shutdown."""
+    """Build the app. A client passed in stays owned by the caller; one built here is closed on shutdown.
+
+    ``apps`` names the app plug-in modules to mount (default ``BUILTIN_APPS``; ``()`` for none).
+    """
     lm, owned = _client(source)
+    plugins = load_apps(BUILTIN_APPS if apps is None else apps)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,7 +58,12 @@ def create_app(
             lm.ctx.db.ensure_schema()
         except LoopmlError as exc:  # keep serving: /healthz reports the outage with a 503
             log.warning("metadata database not ready at start-up: %s", exc)
+        runtime_hooks = _endpoint_runtime_hooks()
+        if runtime_hooks is not None:
+            runtime_hooks.start_runtime(app)
         yield
+        if runtime_hooks is not None:
+            runtime_hooks.stop_runtime(app)
         if owned:
             lm.close()
 
@@ -77,10 +92,12 @@ def create_app(
     app.include_router(build_router())
     for router in (*_optional_routers(), *routers):
         app.include_router(router)
+    for plugin in plugins:
+        app.include_router(plugin.api_router)
 
     from loopml.web.routes import install_dashboard
 
-    install_dashboard(app)
+    install_dashboard(app, apps=plugins)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -98,6 +115,39 @@ def _client(source: Loopml | Context | Settings | None) -> tuple[Loopml, bool]:
     if source is None or isinstance(source, Settings):
         return Loopml(source), True
     raise TypeError(f"create_app() takes a Loopml, Context or Settings, not {type(source).__name__}")
+
+
+def load_apps(names: Sequence[str]) -> list[Any]:
+    """Import the app plug-in modules; one that cannot be imported is logged and skipped.
+
+    An app is an optional add-on: a missing extra (say LightGBM in a slim install) or a bug in one
+    reference system must not take the admin API and the dashboard down with it.
+    """
+    found = []
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            log.warning("app %s is not mounted: importing it failed (%s)", name, exc)
+            continue
+        missing = [
+            attr
+            for attr in ("api_router", "ui_router")
+            if not isinstance(getattr(module, attr, None), APIRouter)
+        ]
+        if missing:
+            log.warning("app %s is not mounted: it has no APIRouter %s", name, " / ".join(missing))
+            continue
+        found.append(module)
+    return found
+
+
+def _endpoint_runtime_hooks() -> Any:
+    """The endpoint runtime's lifespan hooks (``start_runtime``/``stop_runtime``), when installed."""
+    try:
+        return importlib.import_module("loopml.serving.endpoints.predict_api")
+    except ModuleNotFoundError:
+        return None
 
 
 def _optional_routers() -> list[APIRouter]:

@@ -60,7 +60,35 @@ def fmt_when(value: Any) -> str:
     return str(value)
 
 
+def fmt_pct(value: Any, digits: int = 1) -> str:
+    """``0.1234`` -> ``12.3 %``: shares and error rates (WAPE, coverage) as percentages."""
+    if value is None or value == "":
+        return "—"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number):
+        return "—"
+    return f"{number * 100:.{digits}f} %"
+
+
+def fmt_money(value: Any) -> str:
+    """Whole currency units with thousands separators (``1234567.8`` -> ``1,234,568``)."""
+    if value is None or value == "":
+        return "—"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number):
+        return "—"
+    return f"{number:,.0f}"
+
+
 def install_filters(env: Environment) -> None:
+    env.filters["pct"] = fmt_pct
+    env.filters["money"] = fmt_money
     env.filters["num"] = fmt_num
     env.filters["seconds"] = fmt_seconds
     env.filters["when"] = fmt_when

@@ -7,13 +7,14 @@ model) renders the standard error page with a 404 that names what was not found.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, FileSystemLoader
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -39,12 +40,35 @@ T = TypeVar("T")
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
-def install_dashboard(app: FastAPI) -> None:
-    """Attach the templates (also used by the HTML error handler) and the ``/ui`` routes to ``app``."""
+def install_dashboard(app: FastAPI, *, apps: Sequence[Any] = ()) -> None:
+    """Attach the templates (also used by the HTML error handler) and the ``/ui`` routes to ``app``.
+
+    Each app plug-in (see ``loopml.serving.app.BUILTIN_APPS``) adds its nav entries, its template
+    directory (searched after the core one, so an app extends ``base.html`` but cannot replace it)
+    and its ``ui_router``.
+    """
+    nav = list(NAV)
+    search = [FileSystemLoader(str(TEMPLATES_DIR))]
+    for plugin in apps:
+        for label, href in getattr(plugin, "NAV", ()):
+            nav.append((app_nav_key(href), label, href))
+        directory = getattr(plugin, "TEMPLATES_DIR", None)
+        if directory is not None and Path(directory).is_dir():
+            search.append(FileSystemLoader(str(directory)))
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    templates.env.loader = ChoiceLoader(search)
     install_filters(templates.env)
+    templates.env.globals["nav"] = tuple(nav)  # the error page renders without render()'s context
     app.state.templates = templates
+    app.state.nav = tuple(nav)
     app.include_router(router)
+    for plugin in apps:
+        app.include_router(plugin.ui_router)
+
+
+def app_nav_key(href: str) -> str:
+    """``/ui/demand`` -> ``demand``: the key a page passes as ``active`` to highlight its nav entry."""
+    return href.removeprefix("/ui").strip("/").split("/")[0] or href
 
 
 def available(lm: Loopml, name: str, load: Callable[[Any], T]) -> tuple[T | None, str | None]:
@@ -60,7 +84,7 @@ async def render(request: Request, template: str, active: str, **context: Any) -
     from loopml import __version__
 
     base = {
-        "nav": NAV,
+        "nav": getattr(request.app.state, "nav", NAV),
         "active": active,
         "version": __version__,
         "backend": "PostgreSQL" if lm.ctx.db.is_postgres else "SQLite",
