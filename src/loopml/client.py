@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from loopml.features import FeatureStore
     from loopml.pipelines import Pipelines
     from loopml.registry import Registry
+    from loopml.serving.endpoints.service import Endpoints
     from loopml.storage.queue import JobQueue
     from loopml.tracking import Tracker
 
@@ -73,6 +74,12 @@ class Loopml:
         from loopml.features import FeatureStore
 
         return FeatureStore(self.ctx)
+
+    @cached_property
+    def endpoints(self) -> Endpoints:
+        from loopml.serving.endpoints.service import Endpoints
+
+        return Endpoints(self.ctx)
 
     @cached_property
     def alerts(self) -> Alerts:

@@ -6,7 +6,20 @@ import sys
 
 import typer
 
-from loopml.cli import alerts, bench, core, datasets, demo, features, jobs, models, pipelines, runs, serve
+from loopml.cli import (
+    alerts,
+    bench,
+    core,
+    datasets,
+    demo,
+    endpoints,
+    features,
+    jobs,
+    models,
+    pipelines,
+    runs,
+    serve,
+)
 from loopml.cli.common import err_console
 from loopml.errors import LoopmlError
 
@@ -18,7 +31,20 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (core, datasets, jobs, pipelines, runs, models, features, alerts, serve, demo, bench):
+for module in (
+    core,
+    datasets,
+    jobs,
+    pipelines,
+    runs,
+    models,
+    features,
+    endpoints,
+    alerts,
+    serve,
+    demo,
+    bench,
+):
     module.register(app)
 
 

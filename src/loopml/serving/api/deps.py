@@ -26,6 +26,7 @@ SERVICE_MODULES = {
     "registry": "loopml.registry",
     "features": "loopml.features",
     "alerts": "loopml.alerts",
+    "endpoints": "loopml.serving.endpoints",
 }
 
 

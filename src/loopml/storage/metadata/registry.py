@@ -329,3 +329,18 @@ def gate_results_for(session: Session, version_id: int, alias: str | None = None
     if alias is not None:
         stmt = stmt.where(GateResultRow.alias == alias)
     return list(session.scalars(stmt))
+
+
+# -- change detection -----------------------------------------------------------------------------
+def change_marker_columns() -> list[Any]:
+    """Scalar subqueries whose values change whenever what a model ref resolves to may have changed.
+
+    An alias move bumps ``model_aliases.updated_at`` (a new alias adds a row); a new version changes
+    what a bare ``name`` (latest) means. Both tables stay small, so a server can poll this every second;
+    callers put these columns in one ``SELECT`` with their own markers (see ``endpoints.change_token``).
+    """
+    return [
+        select(func.max(ModelAliasRow.updated_at)).scalar_subquery(),
+        select(func.count()).select_from(ModelAliasRow).scalar_subquery(),
+        select(func.max(ModelVersionRow.id)).scalar_subquery(),
+    ]
