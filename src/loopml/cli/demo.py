@@ -45,7 +45,13 @@ def _starter(lm: Loopml, fast: bool) -> None:
     console.print(f"  champion is churn/{result.champion_version}; story took {result.seconds:.1f} s")
 
 
-SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {"starter": _starter}
+def _fraud(lm: Loopml, fast: bool) -> None:
+    from loopml.apps.fraud.cli import tell
+
+    tell(lm, fast)
+
+
+SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {"starter": _starter, "fraud": _fraud}
 
 
 def register(app: typer.Typer) -> None:
