@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from loopml.pipelines import Pipelines
     from loopml.registry import Registry
     from loopml.serving.endpoints.service import Endpoints
+    from loopml.serving.inference import InferenceLog
     from loopml.storage.queue import JobQueue
     from loopml.tracking import Tracker
 
@@ -82,12 +83,21 @@ class Loopml:
         return Endpoints(self.ctx)
 
     @cached_property
+    def inference(self) -> InferenceLog:
+        from loopml.serving.inference import InferenceLog
+
+        return InferenceLog(self.ctx)
+
+    @cached_property
     def alerts(self) -> Alerts:
         from loopml.alerts import Alerts
 
         return Alerts(self.ctx)
 
     def close(self) -> None:
+        inference = self.__dict__.get("inference")
+        if inference is not None:
+            inference.close()  # writes what the log writers still hold
         tracker = self.__dict__.get("tracking")
         if tracker is not None:
             tracker.close()  # flushes buffered metrics and stops the flush thread

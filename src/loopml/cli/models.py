@@ -20,6 +20,9 @@ models_app = typer.Typer(help="Model registry: versions, aliases and release gat
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    from loopml.cli.scoring import add_score_command
+
+    add_score_command(models_app)
     app.add_typer(models_app, name="models")
 
 

@@ -1,0 +1,239 @@
+"""``LogWriter``: inference records go to memory on the request path, to the database in batches.
+
+Why: a database write per prediction would cost more than the prediction. ``append`` is a lock, a
+list append and a length check; a background thread writes the buffer as one batch (one
+``executemany`` / ``COPY``) when it reaches ``flush_rows`` or every ``flush_interval`` seconds.
+
+Never dropped, never blocking on I/O in the normal case:
+
+- a failed batch goes back to the front of the buffer and is retried on the next flush;
+- if the buffer grows past ``max_buffer`` (the database is slow or down), ``append`` flushes
+  synchronously in the caller's thread (back-pressure instead of unbounded memory) and warns; if
+  that flush fails too, the record stays buffered and the warning says how many are waiting.
+
+What a crash loses: a process killed with SIGKILL (or a power cut) loses the records still in the
+buffer - at most ``flush_rows`` records or ``flush_interval`` seconds of traffic while the database
+is healthy. A normal exit (``close()``, interpreter exit via ``atexit``) writes everything.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from loopml.errors import ValidationError
+from loopml.serving.inference.records import InferenceRecord
+
+log = logging.getLogger(__name__)
+
+#: A buffered entry: the record and the wall-clock time it was appended (its ``at`` when unset).
+Entry = tuple[InferenceRecord, float]
+Sink = Callable[[list[Entry]], int]
+
+
+class LogWriter:
+    """Thread-safe buffer in front of ``sink(entries) -> rows written`` (one batch per call)."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        flush_rows: int = 1000,
+        flush_interval: float = 0.5,
+        max_buffer: int | None = None,
+        name: str = "loopml-inference-writer",
+    ) -> None:
+        if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
+            raise ValidationError(f"flush_rows={flush_rows!r}: use an integer >= 1", field="flush_rows")
+        if not isinstance(flush_interval, (int, float)) or not 0 < flush_interval <= 3600:
+            raise ValidationError(
+                f"flush_interval={flush_interval!r}: use seconds between 0 (exclusive) and 3600",
+                field="flush_interval",
+            )
+        max_buffer = max(50 * flush_rows, 10_000) if max_buffer is None else max_buffer
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < flush_rows:
+            raise ValidationError(
+                f"max_buffer={max_buffer!r}: use an integer >= flush_rows ({flush_rows})", field="max_buffer"
+            )
+        self._sink = sink
+        self.flush_rows = flush_rows
+        self.flush_interval = float(flush_interval)
+        self.max_buffer = max_buffer
+        self._buffer: list[Entry] = []
+        self._inflight: list[Entry] = []
+        self._lock = threading.Lock()  # guards _buffer and _inflight
+        self._write_lock = threading.Lock()  # one batch in flight at a time, in order
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._last_warning = 0.0
+        self.records_written = 0
+        self.duplicates_skipped = 0
+        self.batches_written = 0
+        self.failed_flushes = 0
+        self.last_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+        _register_atexit(self)
+
+    # -- producer side ------------------------------------------------------------------------
+    def append(self, record: InferenceRecord) -> None:
+        """Buffer one record; returns at once unless the buffer is over ``max_buffer``."""
+        if type(record) is not InferenceRecord:
+            raise ValidationError(
+                f"append takes an InferenceRecord, got {type(record).__name__}", field="record"
+            )
+        if self._closed:
+            raise ValidationError("this LogWriter is closed; get a new one from lm.inference.writer()")
+        with self._lock:
+            self._buffer.append((record, time.time()))
+            size = len(self._buffer)
+        if size >= self.flush_rows:
+            self._wake.set()
+            if size >= self.max_buffer:
+                self._backpressure(size)
+
+    def extend(self, records: Iterable[InferenceRecord]) -> None:
+        """Buffer many records (same rules as ``append``)."""
+        now = time.time()
+        entries = []
+        for record in records:
+            if type(record) is not InferenceRecord:
+                raise ValidationError(
+                    f"extend takes InferenceRecords, got {type(record).__name__}", field="records"
+                )
+            entries.append((record, now))
+        if self._closed:
+            raise ValidationError("this LogWriter is closed; get a new one from lm.inference.writer()")
+        with self._lock:
+            self._buffer.extend(entries)
+            size = len(self._buffer)
+        if size >= self.flush_rows:
+            self._wake.set()
+            if size >= self.max_buffer:
+                self._backpressure(size)
+
+    def _backpressure(self, size: int) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning(
+                "loopml: %d inference records buffered (max_buffer=%d); flushing in the request thread. "
+                "The metadata database is slow or unreachable.",
+                size,
+                self.max_buffer,
+            )
+        try:
+            self.flush()
+        except Exception as exc:  # never lose the record, never fail the request: keep buffering
+            log.warning(
+                "loopml: inference log flush failed, %d records kept in memory: %s", self.pending, exc
+            )
+
+    @property
+    def pending(self) -> int:
+        """Records accepted but not yet written (buffered or in the batch being written)."""
+        with self._lock:
+            return len(self._buffer) + len(self._inflight)
+
+    def contains(self, request_id: str) -> bool:
+        """Whether ``request_id`` is accepted but not yet written (feedback waits for it)."""
+        with self._lock:
+            return any(e[0].request_id == request_id for e in self._inflight) or any(
+                e[0].request_id == request_id for e in self._buffer
+            )
+
+    # -- flushing -----------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Write everything buffered now; returns the records written. Raises when the database fails."""
+        written = 0
+        with self._write_lock:
+            while True:
+                with self._lock:
+                    if not self._buffer:
+                        return written
+                    batch = self._buffer[: max(self.flush_rows, 1000)]
+                    del self._buffer[: len(batch)]
+                    self._inflight = batch
+                try:
+                    stored = self._sink(batch)
+                except BaseException as exc:
+                    with self._lock:
+                        self._buffer[:0] = batch  # back to the front: order and records preserved
+                        self._inflight = []
+                    self.failed_flushes += 1
+                    self.last_error = exc
+                    raise
+                with self._lock:
+                    self._inflight = []
+                self.batches_written += 1
+                self.records_written += stored
+                self.duplicates_skipped += len(batch) - stored
+                written += stored
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            with self._lock:
+                if not self._buffer:
+                    continue
+            try:
+                self.flush()
+            except Exception as exc:  # keep the thread alive; the records stay buffered for the next try
+                log.warning(
+                    "loopml: inference log flush failed (%d records waiting), retrying in %.1fs: %s",
+                    self.pending,
+                    self.flush_interval,
+                    exc,
+                )
+                self._stop.wait(self.flush_interval)
+
+    def close(self) -> None:
+        """Stop the background thread and write what is left (idempotent). Raises if that write fails."""
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=max(5.0, self.flush_interval * 2))
+        self.flush()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "records_written": self.records_written,
+            "duplicates_skipped": self.duplicates_skipped,
+            "batches_written": self.batches_written,
+            "failed_flushes": self.failed_flushes,
+            "last_error": None if self.last_error is None else str(self.last_error),
+        }
+
+
+_writers: weakref.WeakSet[LogWriter] = weakref.WeakSet()
+_atexit_lock = threading.Lock()
+_atexit_installed = False
+
+
+def _register_atexit(writer: LogWriter) -> None:
+    global _atexit_installed
+    with _atexit_lock:
+        _writers.add(writer)
+        if not _atexit_installed:
+            atexit.register(flush_all_at_exit)
+            _atexit_installed = True
+
+
+def flush_all_at_exit() -> None:
+    """Write every live writer's buffer at interpreter exit; errors are logged (nobody to raise to)."""
+    for writer in list(_writers):
+        try:
+            writer.close()
+        except Exception as exc:
+            log.error("loopml: %d inference records could not be written at exit: %s", writer.pending, exc)
