@@ -169,7 +169,8 @@ def predict_payload(payload: Any) -> tuple[list[Any], str | None, Any]:
     for key in payload:
         if key not in PREDICT_FIELDS:
             raise ValidationError(
-                f"{key}: unknown field; a predict body has {', '.join(PREDICT_FIELDS)}", field=str(key)
+                f"{key!r}: unknown field; a predict body has {', '.join(PREDICT_FIELDS)}",
+                field=str(key) or "body",
             )
     if "rows" in payload and "row" in payload:
         raise ValidationError("send either 'rows' (a list) or 'row' (one object), not both", field="rows")
@@ -215,7 +216,7 @@ def feedback_items(payload: Any) -> list[dict[str, Any]]:
     if "items" in payload:
         extra = [k for k in payload if k != "items"]
         if extra:
-            raise ValidationError(f"{extra[0]}: not allowed next to 'items'", field=str(extra[0]))
+            raise ValidationError(f"{extra[0]!r}: not allowed next to 'items'", field=str(extra[0]) or "body")
         items = payload["items"]
         if not isinstance(items, list) or not items:
             raise ValidationError("items must be a non-empty list of feedback objects", field="items")
@@ -237,8 +238,8 @@ def _feedback_item(item: Any, where: str) -> dict[str, Any]:
     for key in item:
         if key not in FEEDBACK_FIELDS:
             raise ValidationError(
-                f"{prefix}{key}: unknown field; feedback has request_id, label and reward",
-                field=f"{prefix}{key}",
+                f"{prefix}{key!r}: unknown field; feedback has request_id, label and reward",
+                field=f"{prefix}{key}" or "body",
             )
     rid = item.get("request_id")
     if not isinstance(rid, str) or not rid:
