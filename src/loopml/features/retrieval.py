@@ -14,8 +14,8 @@ import pandas as pd
 from pandas.api import types as pdt
 
 from loopml.errors import ValidationError
+from loopml.features import ondemand
 from loopml.features.catalog import OnDemandPlan
-from loopml.features.schema import check_frame
 from loopml.storage.offline import JoinSpec
 
 if TYPE_CHECKING:
@@ -96,30 +96,24 @@ def _check_key_column(series: pd.Series, column: str, dtype: str, entity: str) -
 
 
 def apply_on_demand(odf: OnDemandPlan, frame: pd.DataFrame, *, request_source: str) -> pd.DataFrame:
-    """Run an on-demand feature's function on ``frame`` (stored inputs + request columns) and attach outputs."""
+    """Run an on-demand feature's function on ``frame`` (stored inputs + request columns) and attach outputs.
+
+    A function annotated to take a mapping gets plain numpy columns, exactly as serving passes them
+    (see ``ondemand``); any other gets a DataFrame.
+    """
     name = odf.record.view
     missing = [c for c in odf.request if c not in frame.columns]
     if missing:
         raise ValidationError(
             f"on-demand feature {name!r} needs request field(s) {missing}; add them to the {request_source}"
         )
-    inputs = pd.DataFrame({inner: frame[out].to_numpy() for inner, out in odf.inputs})
-    for col in odf.request:
-        inputs[col] = frame[col].to_numpy()
-    try:
-        result: Any = odf.fn(inputs)
-    except Exception as exc:
-        raise ValidationError(f"on-demand feature {name!r} failed: {type(exc).__name__}: {exc}") from exc
-    result = check_frame(
-        result,
-        owner=f"output of on-demand feature {name!r}",
-        columns=dict(odf.record.features),
-        fix="The function must return a DataFrame with every declared output column.",
-    )
-    if len(result) != len(frame):
-        raise ValidationError(
-            f"on-demand feature {name!r} returned {len(result)} rows for {len(frame)} inputs; return one row per input"
-        )
+    if ondemand.takes_columns(odf.fn):
+        inputs: Any = ondemand.frame_columns(odf, frame)
+    else:
+        inputs = pd.DataFrame({inner: frame[out].to_numpy() for inner, out in odf.inputs})
+        for col in odf.request:
+            inputs[col] = frame[col].to_numpy()
+    result = ondemand.result_frame(odf, ondemand.call(odf, inputs), len(frame))
     out = frame.copy(deep=False)
     for inner, col in odf.outputs:
         out[col] = result[inner].to_numpy()

@@ -19,8 +19,8 @@ import orjson
 import pandas as pd
 
 from loopml.errors import BackendUnavailableError, ValidationError
+from loopml.features import ondemand
 from loopml.features.models import OnlineFeatures, PushResult
-from loopml.features.retrieval import apply_on_demand
 from loopml.features.schema import check_frame, check_key_values
 from loopml.storage.metadata import features as q
 from loopml.storage.metadata.core import record_event
@@ -129,18 +129,16 @@ def online_features(
         values.update(cols)
         ages[vp.record.view] = age
     if plan.on_demand:
-        frame = pd.DataFrame(values, index=range(n))
+        fields: dict[str, list[Any]] = {}
         for name, vals in (request or {}).items():
             vals = list(vals) if isinstance(vals, list | tuple) or hasattr(vals, "tolist") else [vals]
             if len(vals) != n:
                 raise ValidationError(
                     f"request field {name!r} has {len(vals)} values for {n} keys; give one per key"
                 )
-            frame[name] = vals
-        for odf in plan.on_demand:
-            frame = apply_on_demand(odf, frame, request_source="request data (request={...})")
-            for _, out in odf.outputs:
-                values[out] = [None if pd.isna(v) else v for v in frame[out].tolist()]
+            fields[name] = vals
+        for odf in plan.on_demand:  # plain columns in, plain lists out: no one-row DataFrames
+            values.update(ondemand.online_values(odf, values, fields, n))
     return OnlineFeatures(
         keys=columns, values={c: values[c] for c in plan.columns}, age_seconds=ages, degraded=degraded
     )

@@ -43,11 +43,23 @@ def _build_router() -> Any:
     return combined
 
 
+#: Exported on first access: the runtime pulls in numpy, pandas and the model loaders.
+_LAZY = {
+    "EndpointRuntime": "loopml.serving.endpoints.runtime",
+    "PredictionResult": "loopml.serving.endpoints.runtime",
+    "psi": "loopml.serving.endpoints.policies",
+}
+
+
 def __getattr__(name: str) -> Any:
     if name == "router":
         router = _build_router()
         globals()["router"] = router
         return router
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -59,14 +71,17 @@ __all__ = [
     "Canary",
     "EndpointInfo",
     "EndpointRevision",
+    "EndpointRuntime",
     "EndpointSpec",
     "Endpoints",
     "Fallback",
     "FeatureLookup",
     "Policy",
+    "PredictionResult",
     "RollbackRule",
     "Shadow",
     "Single",
     "policy_from_dict",
+    "psi",
     "router",
 ]

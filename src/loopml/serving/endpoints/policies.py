@@ -222,33 +222,123 @@ def build_router(endpoint: str, policy: Any, *, seed: int | None = None) -> Rout
 # --------------------------------------------------------------------------- canary verdict
 
 
-def psi(
-    expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray, *, bins: int = 10
-) -> float:
-    """Population stability index of ``actual`` against ``expected`` over quantile bins of ``expected``.
+#: Probabilities are compared as logits, clipped this close to 0 and 1 (a score of exactly 0 or 1 is finite).
+PROB_CLIP = 1e-6
+#: Neighbouring bin edges closer than this many logits are merged: odds within a factor ~1.65 count as
+#: the same score, so tiny differences that change no decision do not register as drift.
+MIN_LOGIT_WIDTH = 0.5
+#: For other outputs (regressors): the minimum bin width as a share of the pooled 1-99 % range.
+MIN_RAW_WIDTH = 0.02
+#: Added to every bin's count on both sides, so an empty bin costs a finite, sample-size-aware amount.
+SMOOTHING = 0.5
 
-    Bins come from the baseline's quantiles so each holds ~1/bins of it; empty bins get a small floor
-    so one missing bin does not make the index infinite.
+
+def psi(
+    expected: Sequence[float] | np.ndarray,
+    actual: Sequence[float] | np.ndarray,
+    *,
+    bins: int = 10,
+    scale: str = "auto",
+    min_count: int = 10,
+) -> float:
+    """Population stability index of ``actual`` against ``expected`` (0: same distribution, > 0.25: moved).
+
+    Built to stay meaningful for rare-event classifiers, whose scores are nearly all close to 0: there,
+    deciles of raw baseline probabilities resolve differences of 0.0001 that change no decision, and two
+    retrained models that agree on almost every decision scored PSI 1-4. So:
+    probabilities (``scale="auto"``: every value in [0, 1]; or ``"logit"``) are compared as logits; the
+    bin edges are quantiles of the *pooled* sample (neither side's ties or tails alone decide the grid);
+    edges closer than ``MIN_LOGIT_WIDTH`` logits (``MIN_RAW_WIDTH`` of the range for ``"raw"`` values)
+    are merged, and so are bins holding fewer than ``min_count`` pooled values; each bin's count gets
+    ``SMOOTHING`` before the shares are compared with sum((a - e) * ln(a / e)).
     """
-    e = np.asarray(expected, dtype=float)
-    a = np.asarray(actual, dtype=float)
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ValidationError(f"bins={bins!r}: use an integer >= 2", field="bins")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise ValidationError(f"min_count={min_count!r}: use an integer >= 1", field="min_count")
+    if scale not in ("auto", "logit", "raw"):
+        raise ValidationError(f"scale={scale!r}: use 'auto', 'logit' or 'raw'", field="scale")
+    e = np.asarray(expected, dtype=float).ravel()
+    a = np.asarray(actual, dtype=float).ravel()
     e = e[np.isfinite(e)]
     a = a[np.isfinite(a)]
     if len(e) == 0 or len(a) == 0:
         return 0.0
-    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:  # a constant baseline: compare the share equal to it
-        same_e = 1.0
-        same_a = float(np.mean(np.isclose(a, e[0])))
-        pe = np.array([same_e, 1e-4])
-        pa = np.array([max(same_a, 1e-4), max(1 - same_a, 1e-4)])
-        return float(np.sum((pa - pe) * np.log(pa / pe)))
-    inner = edges[1:-1]
-    pe = np.bincount(np.searchsorted(inner, e, side="right"), minlength=len(edges) - 1) / len(e)
-    pa = np.bincount(np.searchsorted(inner, a, side="right"), minlength=len(edges) - 1) / len(a)
-    pe = np.clip(pe, 1e-4, None)
-    pa = np.clip(pa, 1e-4, None)
+    pooled = np.concatenate([e, a])
+    logit = scale == "logit" or (scale == "auto" and pooled.min() >= 0.0 and pooled.max() <= 1.0)
+    if logit:
+        e, a = _logit(e), _logit(a)
+        pooled = np.concatenate([e, a])
+        min_width = MIN_LOGIT_WIDTH
+    else:
+        lo, hi = np.quantile(pooled, [0.01, 0.99])
+        min_width = MIN_RAW_WIDTH * float(hi - lo)
+    edges = _edges(pooled, bins, min_width)
+    if len(edges) == 0:  # one value (up to the minimum width) on both sides: nothing moved
+        return 0.0
+    ce = np.bincount(np.searchsorted(edges, e, side="right"), minlength=len(edges) + 1)
+    ca = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1)
+    ce, ca = _merge_sparse(ce, ca, min_count)
+    k = len(ce)
+    if k < 2:
+        return 0.0
+    pe = (ce + SMOOTHING) / (len(e) + SMOOTHING * k)
+    pa = (ca + SMOOTHING) / (len(a) + SMOOTHING * k)
     return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, PROB_CLIP, 1.0 - PROB_CLIP)
+    return np.log(p) - np.log1p(-p)
+
+
+def _edges(pooled: np.ndarray, bins: int, min_width: float) -> np.ndarray:
+    """Inner bin edges: pooled quantiles moved into the widest nearby gap, then thinned to ``min_width``.
+
+    Tree models emit a few discrete scores; a quantile edge lands *on* such a cluster, and two models
+    whose clusters sit a hair apart would fall on different sides of it. Moving each edge to the middle
+    of the widest gap between distinct values within ``min_width`` keeps clusters whole.
+    """
+    lo, hi = float(pooled.min()), float(pooled.max())
+    candidates = np.quantile(pooled, np.linspace(0, 1, bins + 1)[1:-1])
+    distinct = np.unique(pooled)
+    if len(distinct) > 1 and min_width > 0:
+        gaps = np.diff(distinct)
+        mids = distinct[:-1] + gaps / 2.0
+        snapped = []
+        for c in candidates.tolist():
+            near = np.flatnonzero(np.abs(mids - c) <= min_width)
+            snapped.append(float(mids[near[np.argmax(gaps[near])]]) if len(near) else c)
+        candidates = np.asarray(snapped)
+    kept: list[float] = []
+    last = lo
+    for edge in np.unique(candidates).tolist():
+        if edge > lo and edge - last >= min_width and hi - edge >= min_width:
+            kept.append(edge)
+            last = edge
+    return np.asarray(kept, dtype=float)
+
+
+def _merge_sparse(ce: np.ndarray, ca: np.ndarray, min_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge neighbouring bins until each holds at least ``min_count`` pooled values."""
+    out_e: list[int] = []
+    out_a: list[int] = []
+    acc_e = acc_a = 0
+    for x, y in zip(ce.tolist(), ca.tolist(), strict=True):
+        acc_e += x
+        acc_a += y
+        if acc_e + acc_a >= min_count:
+            out_e.append(acc_e)
+            out_a.append(acc_a)
+            acc_e = acc_a = 0
+    if acc_e + acc_a:
+        if out_e:
+            out_e[-1] += acc_e
+            out_a[-1] += acc_a
+        else:
+            out_e.append(acc_e)
+            out_a.append(acc_a)
+    return np.asarray(out_e, dtype=float), np.asarray(out_a, dtype=float)
 
 
 def numeric_outputs(outputs: Any) -> np.ndarray:

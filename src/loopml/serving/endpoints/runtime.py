@@ -233,6 +233,7 @@ class EndpointRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rollbacks: list[dict[str, Any]] = []
+        self._canary_starts: dict[str, tuple[int, float]] = {}  # endpoint -> (revision, epoch started)
         if metrics is not None:
             metrics.watch(self.snapshot)
 
@@ -860,7 +861,13 @@ class EndpointRuntime:
 
     # ------------------------------------------------------------------ background duties
     def check_canaries(self, now: float | None = None) -> list[str]:
-        """Roll back every canary whose window stats break its RollbackRule; returns the endpoints rolled back."""
+        """Roll back every canary whose window stats break its RollbackRule; returns the endpoints rolled back.
+
+        Each side is judged on its own traffic only: requests served by the arm's *current* model
+        version since max(now - window, the moment this canary became active). A new canary therefore
+        never inherits the requests (and errors) of the canary before it, and ``min_requests`` counts
+        its own requests; the baseline is measured over the very same interval.
+        """
         inference = self.inference
         if inference is None:
             return []
@@ -872,10 +879,23 @@ class EndpointRuntime:
             policy = state.spec.policy
             if policy.kind != "canary":
                 continue
+            canary, baseline = state.arms.get("canary"), state.arms.get("baseline")
+            if canary is None or not canary.usable:
+                continue  # a canary without a working model served nothing: the baseline answered
             rule = policy.rollback
-            since = datetime.fromtimestamp(now - rule.window_seconds, tz=UTC)
-            stats = inference.window_stats(name, since=since)
-            verdict = canary_verdict(rule, stats.get("baseline"), stats.get("canary"))
+            since = datetime.fromtimestamp(
+                max(now - rule.window_seconds, self._canary_start(name, state)), tz=UTC
+            )
+            c_stats = inference.window_stats(
+                name, since=since, model=canary.model_name, version=canary.version
+            ).get("canary")
+            b_stats = None
+            enough = c_stats is not None and c_stats.n >= rule.min_requests
+            if enough and baseline is not None and baseline.usable:  # else the verdict needs no baseline
+                b_stats = inference.window_stats(
+                    name, since=since, model=baseline.model_name, version=baseline.version
+                ).get("baseline")
+            verdict = canary_verdict(rule, b_stats, c_stats)
             if not verdict.rollback:
                 continue
             try:
@@ -904,6 +924,45 @@ class EndpointRuntime:
         if rolled:
             self.refresh(force=True)
         return rolled
+
+    def _canary_start(self, name: str, state: EndpointState) -> float:
+        """Epoch seconds since which the current canary (same baseline and canary refs) has been live.
+
+        Walks the endpoint's revisions back from the loaded one: weight changes keep the start, any
+        other policy in between (a rollback, a different canary) ends the run. Cached per revision;
+        0.0 (the plain window) when the history cannot be read, retried on the next round.
+        """
+        cached = self._canary_starts.get(name)
+        if cached is not None and cached[0] == state.revision:
+            return cached[1]
+        policy = state.spec.policy
+        started = None
+        try:
+            for rev in self._endpoints.history(name):
+                if rev.revision > state.revision:
+                    continue  # newer than what this process serves: the watcher has not loaded it yet
+                p = rev.spec.policy
+                same = (
+                    rev.action != "delete"
+                    and p.kind == "canary"
+                    and p.canary == policy.canary
+                    and p.baseline == policy.baseline
+                )
+                if not same:
+                    break
+                started = rev.at
+        except LoopmlError as exc:
+            log.warning("endpoint %s: cannot read its history for the canary window: %s", name, exc)
+            return 0.0
+        if started is None:
+            return 0.0
+        if started.tzinfo is None:
+            from datetime import UTC
+
+            started = started.replace(tzinfo=UTC)
+        epoch = started.timestamp()
+        self._canary_starts[name] = (state.revision, epoch)
+        return epoch
 
     def refresh_rewards(self) -> None:
         """Give every bandit router fresh reward counts from the inference log."""

@@ -282,16 +282,30 @@ class InferenceLog:
         return frame
 
     # -- aggregates for the runtime -----------------------------------------------------------
-    def window_stats(self, endpoint: str, *, since: TimeRef) -> dict[str, ArmStats]:
-        """Per arm since ``since``: requests, errors (status other than ok), p50/p99 latency, output sample."""
+    def window_stats(
+        self, endpoint: str, *, since: TimeRef, model: str | None = None, version: int | None = None
+    ) -> dict[str, ArmStats]:
+        """Per arm since ``since``: requests, errors (status other than ok), p50/p99 latency, output sample.
+
+        ``model`` / ``version`` keep only requests served by that model (version): the canary watchdog
+        judges each canary version on its own traffic, not on a predecessor's still in the window.
+        """
         endpoint = check_text("endpoint", endpoint, q.ENDPOINT_MAX)
         start = _time("since", since)
         if start is None:
             raise ValidationError(
                 "since is required (a datetime or a timedelta like timedelta(minutes=5))", field="since"
             )
+        if model is not None:
+            model = check_text("model", model, q.MODEL_MAX)
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise ValidationError(f"version={version!r}: use a version number >= 1", field="version")
         with self.ctx.db.session() as session:
             rows = q.select_window(session, endpoint, since=start)
+        if model is not None:
+            rows = [r for r in rows if r[1] == model]
+        if version is not None:
+            rows = [r for r in rows if r[2] == version]
         groups: dict[str, list[tuple[Any, ...]]] = {}
         for row in rows:
             groups.setdefault(arm_key(row[0], row[1], row[2]), []).append(row)
