@@ -25,9 +25,10 @@ _DEADLINE_RE = re.compile(r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*$", re.IG
 
 DEFAULT_LGB_PARAMS: dict[str, Any] = {
     "objective": "tweedie",
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 63,
-    "n_estimators": 300,
+    "n_estimators": 150,
+    "max_bin": 63,
     "min_child_samples": 20,
     "subsample": 0.8,
     "subsample_freq": 1,
