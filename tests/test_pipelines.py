@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import typing
 from collections import Counter
 
 import numpy as np
@@ -283,3 +284,16 @@ def test_steps_receive_the_client_and_run_id(lm: Loopml) -> None:
     assert len(lm.datasets.read("injected")) == 3
     with pytest.raises(ValidationError, match="reserved"):
         Pipeline("bad", steps=[make], params={"rows": 1, "lm": 2})
+
+
+@step
+def echo_any(value: typing.Any) -> dict:
+    return {"value": value}
+
+
+def test_a_param_annotated_any_accepts_anything(lm_sqlite: Loopml) -> None:
+    """``typing.Any`` is a class since Python 3.11; the runner must not isinstance-check against it."""
+    pipe = Pipeline("tp-any", [echo_any], params={"value": None})
+    run = lm_sqlite.pipelines.run(pipe, {"value": "2026-12-01"})
+    assert run.status == "succeeded", run.error
+    assert lm_sqlite.pipelines.output(run.id, "echo_any") == {"value": "2026-12-01"}

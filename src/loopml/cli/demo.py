@@ -51,7 +51,13 @@ def _fraud(lm: Loopml, fast: bool) -> None:
     tell(lm, fast)
 
 
-SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {"starter": _starter, "fraud": _fraud}
+def _demand(lm: Loopml, fast: bool) -> None:
+    from loopml.cli.demand import tell
+
+    tell(lm, fast)
+
+
+SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {"starter": _starter, "fraud": _fraud, "demand": _demand}
 
 
 def register(app: typer.Typer) -> None:

@@ -48,7 +48,11 @@ class Step:
 
     def input_types(self) -> dict[str, type]:
         """Annotated parameter types that can be checked with isinstance (generics are not checked)."""
-        return {k: v for k, v in _type_hints(self.fn).items() if k in self.inputs and isinstance(v, type)}
+        return {
+            k: v
+            for k, v in _type_hints(self.fn).items()
+            if k in self.inputs and isinstance(v, type) and v is not Any  # Any is a class since 3.11
+        }
 
     def output_type(self) -> type | None:
         hint = _type_hints(self.fn).get("return")
