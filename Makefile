@@ -34,8 +34,16 @@ lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-bench: $(STAMP_DEV)
-	$(BIN)/loopml bench all
+# Benchmarks compare against other tools (MLflow, statsforecast), kept out of .venv in their own venv.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade "pip>=24"
+	$(BENCH_VENV)/bin/pip install --quiet -e ".[dev]" "mlflow>=2.14,<4" "statsforecast>=2,<3"
+	touch $@
+
+bench: $(STAMP_DEV) $(BENCH_VENV)/.installed
+	$(BIN)/loopml bench all --python $(BENCH_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) .loopml .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .loopml .pytest_cache build *.egg-info src/*.egg-info
