@@ -87,7 +87,10 @@ def create_app(
     app.state.metrics = metrics
 
     install_error_handlers(app)
-    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    app.add_middleware(PrometheusMiddleware, metrics=metrics, skip=_measured_by_endpoints)
+    fast_path = getattr(_endpoint_runtime_hooks(), "PredictFastPath", None)
+    if fast_path is not None:  # the predict hot path skips routing and the generic middleware
+        app.add_middleware(fast_path)
     _add_system_routes(app)
     app.include_router(build_router())
     for router in (*_optional_routers(), *routers):
@@ -100,6 +103,11 @@ def create_app(
     install_dashboard(app, apps=plugins)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _measured_by_endpoints(path: str) -> bool:
+    """``POST /v1/endpoints/{name}/predict`` exports its own series (``loopml_endpoint_*``)."""
+    return path.endswith("/predict") and path.startswith("/v1/endpoints/")
 
 
 def app_from_env() -> FastAPI:

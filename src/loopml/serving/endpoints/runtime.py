@@ -6,9 +6,13 @@ Design for the hot path (a single-row predict must add well under a millisecond)
   reads one immutable ``EndpointState`` reference, so a swap never blocks or breaks it.
 - A version that fails to load *or* to verify (predicting its own input example) never replaces a
   working one: the arm keeps serving the old model, an alert fires, and the load is retried later.
-- The model call runs in a small thread pool so the endpoint's timeout can answer with the fallback
-  while a stuck model is still busy; a circuit breaker per arm stops calling a model that keeps
-  failing. A failing canary/AB/bandit arm is rescued by the primary arm when it can be.
+- A model whose recent p99 call time is far below the endpoint's timeout (< timeout/10, and at most
+  ``INLINE_MAX_SECONDS``) runs inline on the calling thread: a thread-pool hop costs more than a
+  200-tree booster and its scheduling delay is what makes the tail on a busy host. Anything slower
+  (or not measured yet) runs in a small thread pool so the endpoint's timeout can answer with the
+  fallback while a stuck model is still busy. Both paths go through the same breaker and rescue
+  logic: a circuit breaker per arm stops calling a model that keeps failing, and a failing
+  canary/AB/bandit arm is rescued by the primary arm when it can be.
 - Logging hands one record to the inference log's background writer (no I/O); shadows run in their
   own pool after the response is computed and append the record with their outputs attached.
 """
@@ -46,6 +50,51 @@ ERROR_MAX = 500
 _COLUMN = re.compile(r"column '([^']+)'")
 #: A shadow backlog beyond this is skipped (and counted) rather than queued without bound.
 SHADOW_BACKLOG = 1000
+#: Inline execution: at most this many rows, a p99 call time below min(timeout / 10, this many seconds).
+INLINE_MAX_ROWS = 16
+INLINE_MAX_SECONDS = 0.002
+#: A single call only overrides the measured p99 when it is 4x slower *and* above this (scheduling
+#: hiccups of a busy host below it wait for the next recount instead of flipping the path).
+JUMP_FLOOR = 0.002
+
+
+class CallTimes:
+    """Recent call times of one arm's model, to decide whether it may run inline.
+
+    A ring of the last ``size`` durations; its p99 is recomputed every ``every`` calls (a sort of 128
+    floats, ~5 us, amortised to nothing). Until ``min_calls`` calls were seen the arm counts as slow,
+    so a fresh model is measured in the pool (where a timeout can still fire) before it runs inline.
+    Races between threads only lose a sample, which is harmless for an estimate.
+    """
+
+    __slots__ = ("_every", "_next", "_ring", "_seen", "min_calls", "p99")
+
+    def __init__(self, size: int = 128, every: int = 16, min_calls: int = 16) -> None:
+        self._ring = [0.0] * size
+        self._next = 0
+        self._seen = 0
+        self._every = every
+        self.min_calls = min_calls
+        self.p99 = math.inf
+
+    def record(self, seconds: float) -> None:
+        ring = self._ring
+        i = self._next
+        ring[i] = seconds
+        self._next = (i + 1) % len(ring)
+        self._seen += 1
+        seen = self._seen
+        if seconds > self.p99 * 4 and seconds > JUMP_FLOOR:  # a stall: leave the inline path at once
+            self.p99 = seconds
+        elif seen >= self.min_calls and (seen % self._every == 0 or seen == self.min_calls):
+            values = sorted(ring[: min(seen, len(ring))])
+            self.p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+
+    def fast(self, limit: float) -> bool:
+        return self.p99 < limit
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"calls": self._seen, "p99_ms": None if math.isinf(self.p99) else self.p99 * 1000.0}
 
 
 class ModelCallError(Exception):
@@ -90,6 +139,7 @@ class ArmState:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     error: str | None = None  # why the newest version is not the one loaded (or why nothing is)
     pending_version: int | None = None
+    times: CallTimes = field(default_factory=CallTimes)
 
     @property
     def usable(self) -> bool:
@@ -119,6 +169,7 @@ class ArmState:
             "pending_version": self.pending_version,
             "circuit": self.breaker.state,
             "breaker": self.breaker.snapshot(),
+            "calls": self.times.snapshot(),
         }
 
 
@@ -134,6 +185,7 @@ class EndpointState:
     cache: EndpointCache | None
     timeout_s: float
     shadow_sample: float = 0.0
+    inline_s: float = 0.0  # a model whose p99 call time is below this runs inline (0: never)
 
     @property
     def name(self) -> str:
@@ -200,6 +252,7 @@ class EndpointRuntime:
         reward_interval: float = 5.0,
         retry_failed_seconds: float = 30.0,
         seed: int | None = None,
+        inline_max_seconds: float = INLINE_MAX_SECONDS,
     ) -> None:
         if not isinstance(poll_interval, int | float) or not poll_interval > 0:
             raise ValidationError(
@@ -215,6 +268,8 @@ class EndpointRuntime:
         self.reward_interval = reward_interval
         self.retry_failed_seconds = retry_failed_seconds
         self.seed = seed
+        self.inline_max_seconds = float(inline_max_seconds)
+        self.inline_calls = 0
         self._rng = random.Random(seed)
         self._endpoints = _endpoints_service(lm)
         self._inference: Any = None
@@ -349,6 +404,7 @@ class EndpointRuntime:
             cache=cache,
             timeout_s=float(spec.timeout_ms) / 1000.0,
             shadow_sample=float(getattr(policy, "sample", 0.0)) if shadows else 0.0,
+            inline_s=min(float(spec.timeout_ms) / 1000.0 / 10.0, self.inline_max_seconds),
         )
 
     def _seed(self) -> int | None:
@@ -363,7 +419,7 @@ class EndpointRuntime:
         if old is not None and old.model is not None and old.model.version.id == version.id:
             if old.ref == ref and old.error is None:
                 return old
-            return ArmState(arm, ref, old.model, old.breaker)
+            return ArmState(arm, ref, old.model, old.breaker, times=old.times)
         failed = self._failed.get(version.id)
         if failed is not None and time.monotonic() - failed[0] < self.retry_failed_seconds:
             return self._keep(endpoint, arm, ref, old, version.number, failed[1], alert=False)
@@ -394,7 +450,7 @@ class EndpointRuntime:
         working = old is not None and old.model is not None
         if working:
             assert old is not None
-            state = ArmState(arm, ref, old.model, old.breaker, message, pending)
+            state = ArmState(arm, ref, old.model, old.breaker, message, pending, old.times)
             what = f"keeps serving {old.version_ref}"
         else:
             state = ArmState(
@@ -487,7 +543,9 @@ class EndpointRuntime:
             return self._finish(
                 state, rows, rid, routing_key, start, _Outcome(error=self._no_arm_error(state))
             )
-        future = self._pool.submit(self._execute, state, arm, rows, attempts)
+        if self._inline(state, arm, rows):
+            return self._finish(state, rows, rid, routing_key, start, self._timed(state, arm, rows, attempts))
+        future = self._pool.submit(self._timed, state, arm, rows, attempts)
         try:
             outcome = future.result(timeout=state.timeout_s)
         except FutureTimeout:
@@ -510,7 +568,9 @@ class EndpointRuntime:
             return self._finish(
                 state, rows, rid, routing_key, start, _Outcome(error=self._no_arm_error(state))
             )
-        future = self._pool.submit(self._execute, state, arm, rows, attempts)
+        if self._inline(state, arm, rows):  # microseconds of model time: a pool hop would cost more
+            return self._finish(state, rows, rid, routing_key, start, self._timed(state, arm, rows, attempts))
+        future = self._pool.submit(self._timed, state, arm, rows, attempts)
         try:
             outcome = await asyncio.wait_for(asyncio.wrap_future(future), state.timeout_s)
         except TimeoutError:
@@ -563,6 +623,23 @@ class EndpointRuntime:
             elif arm.breaker.state != CLOSED:
                 parts.append(f"arm {arm.name}: circuit {arm.breaker.state} after repeated failures")
         return "no model can answer: " + ("; ".join(parts) or "every arm is unavailable")
+
+    def _inline(self, state: EndpointState, arm: ArmState, rows: list[dict[str, Any]]) -> bool:
+        """Run this call on the caller's thread? Only small requests to an arm measured to be fast."""
+        if len(rows) <= INLINE_MAX_ROWS and arm.times.p99 < state.inline_s:
+            self.inline_calls += 1
+            return True
+        return False
+
+    def _timed(
+        self, state: EndpointState, arm: ArmState, rows: list[dict[str, Any]], attempts: list[Any]
+    ) -> _Outcome:
+        """``_execute`` and the arm's call time (failures and bad input count: they took time too)."""
+        t0 = time.perf_counter()
+        try:
+            return self._execute(state, arm, rows, attempts)
+        finally:
+            arm.times.record(time.perf_counter() - t0)
 
     def _execute(
         self, state: EndpointState, arm: ArmState, rows: list[dict[str, Any]], attempts: list[Any]
@@ -659,6 +736,7 @@ class EndpointRuntime:
                 a.breaker.record_failure()
         if id(arm) not in done or not attempts:
             arm.breaker.record_failure()
+        arm.times.record(state.timeout_s)  # still running: at least this slow, keep it in the pool
         if self.metrics is not None:
             self.metrics.error(state.name, arm.version_ref, arm.name, "timeout")
         return _Outcome(

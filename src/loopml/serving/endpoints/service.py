@@ -216,9 +216,16 @@ class Endpoints:
             return [_revision(row) for row in rows]
 
     def change_token(self) -> str:
-        """Changes whenever any endpoint changes or any model alias/version moves (poll it, ~1/s)."""
-        with self.ctx.db.session() as session:
-            return q.change_token(session)
+        """Changes whenever any endpoint changes or any model alias/version moves (poll it, ~1/s).
+
+        One lock-free SELECT of a few index lookups on a pooled connection, no ORM session: every
+        serving process runs it every second, next to the inference log's writes.
+        """
+        from loopml.storage.metadata.registry import read_change_markers
+
+        self.ctx.db.ensure_schema()
+        values = read_change_markers(self.ctx.db.engine, (q.EndpointRevisionRow.id,))
+        return ":".join("" if v is None else str(v) for v in values)
 
     # ------------------------------------------------------------------ changes
     def create(

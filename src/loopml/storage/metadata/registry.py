@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -344,3 +355,38 @@ def change_marker_columns() -> list[Any]:
         select(func.count()).select_from(ModelAliasRow).scalar_subquery(),
         select(func.max(ModelVersionRow.id)).scalar_subquery(),
     ]
+
+
+_marker_sql: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def read_change_markers(engine: Engine, max_ids: Sequence[Any] = ()) -> tuple[Any, ...]:
+    """``max()`` of each column in ``max_ids`` followed by ``change_marker_columns()``, in one SELECT.
+
+    Why not a session: on SQLite every session transaction opens with ``BEGIN IMMEDIATE`` (the write
+    lock), so a once-a-second poll would queue behind the inference-log writer, and the ORM session
+    costs more than the query. One autocommit SELECT (compiled once per dialect) reads a consistent
+    snapshot without any lock; on PostgreSQL its implicit read transaction is rolled back at once.
+    Values are raw driver values (a SQLite timestamp is its stored text): fine for a change token.
+    """
+    dialect = engine.dialect
+    key = (dialect.name, tuple(str(c) for c in max_ids))
+    sql = _marker_sql.get(key)
+    if sql is None:
+        columns = [select(func.max(c)).scalar_subquery() for c in max_ids]
+        stmt = select(*columns, *change_marker_columns())
+        sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        _marker_sql[key] = sql
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if dialect.name != "sqlite":
+            raw.rollback()
+    finally:
+        raw.close()  # back to the pool
+    return tuple(row)
