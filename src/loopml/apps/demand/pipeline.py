@@ -804,6 +804,7 @@ def _ab_analysis(lm: loopml.Loopml, all_eval: pd.DataFrame, cfg: DemandConfig) -
     weeks_live = sorted(pd.to_datetime(live["week"]).dt.date.astype(str).unique())
     if not weeks_live:
         return {
+            "champion": aliases.get("champion"),
             "challenger": challenger,
             "weeks": 0,
             "verdict": "not enough data",
