@@ -483,10 +483,10 @@ def ab(
         result = analyse_ab(lm, name, metric=metric, since=_since(since), n_boot=n_boot)
     finally:
         lm.close()
-    if as_json or not hasattr(result, "render"):
+    if as_json:
         console.print_json(json.dumps(result.to_dict(), default=str))
     else:
-        console.print(result.render())
+        console.print(result.to_text(), highlight=False, markup=False)
 
 
 @endpoints_app.command("status")

@@ -23,6 +23,8 @@ SUBJECT_LINKS = {
     "pipeline_run": "/ui/pipelines/runs/{id}",
     "model": "/ui/models/{id}",
     "job": "/ui/jobs",
+    "endpoint": "/ui/endpoints/{id}",
+    "alert": "/ui/alerts",
 }
 STAT_COLUMNS = ("dtype", "count", "nulls", "distinct", "min", "max", "mean", "std")
 
@@ -42,6 +44,8 @@ def overview(lm: Loopml) -> dict[str, Any]:
     models = _try(lambda: model_list(service(lm, "registry")))
     pipeline_runs = _try(lambda: service(lm, "pipelines").runs(None, limit=1000))
     job_counts = _try(lambda: service(lm, "jobs").stats())
+    endpoints = _try(lambda: service(lm, "endpoints").list())
+    open_alerts = _try(lambda: service(lm, "alerts").list(status="open", limit=1000))
     cards = [
         _card(
             "datasets",
@@ -62,7 +66,12 @@ def overview(lm: Loopml) -> dict[str, Any]:
             "versions",
         ),
         _card("jobs", "Jobs queued", "/ui/jobs", job_counts, None, None),
+        _card("endpoints", "Endpoints", "/ui/endpoints", endpoints, None, None),
+        _card("alerts", "Open alerts", "/ui/alerts", open_alerts, None, None),
     ]
+    if open_alerts is not None:
+        critical = sum(1 for a in open_alerts if a.severity == "critical")
+        cards[-1]["hint"] = f"{critical} critical" if open_alerts else "all clear"
     if experiments is not None:
         cards[2]["value"] = sum(e.run_count for e in experiments)
         cards[2]["hint"] = f"in {len(experiments)} experiment(s)"

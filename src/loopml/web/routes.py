@@ -22,7 +22,7 @@ from loopml.client import Loopml
 from loopml.serving.api.deps import MAX_INT, service
 from loopml.serving.api.responses import to_jsonable
 from loopml.serving.errors import ModuleUnavailableError
-from loopml.web import pages
+from loopml.web import endpoint_pages, pages
 from loopml.web.format import install_filters
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -34,6 +34,8 @@ NAV = (
     ("models", "Models", "/ui/models"),
     ("features", "Features", "/ui/features"),
     ("jobs", "Jobs", "/ui/jobs"),
+    ("endpoints", "Endpoints", "/ui/endpoints"),
+    ("alerts", "Alerts", "/ui/alerts"),
 )
 T = TypeVar("T")
 
@@ -181,3 +183,44 @@ async def jobs(request: Request) -> Response:
     lm = _lm(request)
     data, missing = await run_in_threadpool(available, lm, "jobs", pages.jobs)
     return await render(request, "jobs.html", "jobs", unavailable_msg=missing, **(data or {}))
+
+
+@router.get("/endpoints")
+async def endpoints(request: Request) -> Response:
+    lm = _lm(request)
+    data, missing = await run_in_threadpool(
+        available, lm, "endpoints", lambda _: endpoint_pages.endpoints(lm)
+    )
+    return await render(
+        request, "endpoints.html", "endpoints", unavailable_msg=missing, **(data or {"endpoints": []})
+    )
+
+
+@router.get("/endpoints/{name}")
+async def endpoint(
+    request: Request,
+    name: str,
+    window: str = Query(endpoint_pages.DEFAULT_WINDOW, max_length=8),
+    ab: str = Query(endpoint_pages.DEFAULT_AB_WINDOW, max_length=8),
+) -> Response:
+    lm = _lm(request)
+    service(lm, "endpoints")
+    data = await run_in_threadpool(endpoint_pages.endpoint, lm, name, window, ab)
+    return await render(request, "endpoint.html", "endpoints", **data)
+
+
+@router.get("/alerts")
+async def alerts(
+    request: Request,
+    status: str | None = Query(None, max_length=20),
+    severity: str | None = Query(None, max_length=20),
+    source: str | None = Query(None, max_length=100),
+) -> Response:
+    lm = _lm(request)
+    data, missing = await run_in_threadpool(
+        available,
+        lm,
+        "alerts",
+        lambda _: endpoint_pages.alerts(lm, status or None, severity or None, source or None),
+    )
+    return await render(request, "alerts.html", "alerts", unavailable_msg=missing, **(data or {}))

@@ -327,6 +327,57 @@ class InferenceLog:
             )
         return stats
 
+    def timeline(self, endpoint: str, *, since: TimeRef, bucket_seconds: int = 60) -> pd.DataFrame:
+        """Per time bucket and arm: requests, errors, error rate, p50/p99 latency (the dashboard's charts).
+
+        Buckets start at multiples of ``bucket_seconds`` since the epoch (minute buckets start on
+        the minute), so two calls agree on their edges; the database computes the bucket and sends
+        no JSON, which keeps 100k requests well under a second. Columns: ``bucket`` (UTC start),
+        ``arm``, ``requests``, ``errors``, ``error_rate``, ``p50_ms``, ``p99_ms``; oldest first.
+        """
+        endpoint = check_text("endpoint", endpoint, q.ENDPOINT_MAX)
+        start = _time("since", since)
+        if start is None:
+            raise ValidationError(
+                "since is required (a datetime or a timedelta like timedelta(hours=1))", field="since"
+            )
+        if (
+            isinstance(bucket_seconds, bool)
+            or not isinstance(bucket_seconds, int)
+            or not 1 <= bucket_seconds <= 7 * 86400
+        ):
+            raise ValidationError(
+                f"bucket_seconds={bucket_seconds!r}: use an integer from 1 to {7 * 86400} (a week)",
+                field="bucket_seconds",
+            )
+        with self.ctx.db.session() as session:
+            rows = q.select_timeline(session, endpoint, since=start, bucket_seconds=bucket_seconds)
+        columns = ["bucket", "arm", "requests", "errors", "error_rate", "p50_ms", "p99_ms"]
+        if not rows:
+            return pd.DataFrame(columns=columns)
+        keys = {k: arm_key(*k) for k in {r[1:4] for r in rows}}
+        raw = pd.DataFrame(
+            {
+                "bucket": np.array([r[0] for r in rows], dtype=np.int64),
+                "arm": [keys[r[1:4]] for r in rows],
+                "error": np.array([r[4] != "ok" for r in rows], dtype=np.int64),
+                "latency_ms": np.array([r[5] for r in rows], dtype=float),
+            }
+        )
+        grouped = raw.groupby(["bucket", "arm"], sort=True)
+        latency = grouped["latency_ms"]
+        frame = pd.DataFrame(
+            {
+                "requests": grouped.size(),
+                "errors": grouped["error"].sum(),
+                "p50_ms": latency.quantile(0.5),
+                "p99_ms": latency.quantile(0.99),
+            }
+        ).reset_index()
+        frame["error_rate"] = frame["errors"] / frame["requests"]
+        frame["bucket"] = pd.to_datetime(frame["bucket"] * bucket_seconds, unit="s", utc=True)
+        return frame[columns]
+
     def reward_stats(self, endpoint: str, *, since: TimeRef = None) -> dict[str, RewardStats]:
         """Per arm: pulls (requests), reward sum, successes and failures for a Beta posterior."""
         endpoint = check_text("endpoint", endpoint, q.ENDPOINT_MAX)

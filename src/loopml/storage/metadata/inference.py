@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    cast,
     func,
     insert,
     select,
@@ -280,6 +281,25 @@ def select_window(session: Session, endpoint: str, *, since: datetime) -> list[t
     outputs_text = _L.c.outputs.cast(Text)
     stmt = select(
         _L.c.arm, _L.c.model, _L.c.version, _L.c.status, _L.c.error, _L.c.latency_ms, outputs_text
+    ).where(and_(_L.c.endpoint == endpoint, _L.c.at >= since))
+    return [tuple(r) for r in session.execute(stmt)]
+
+
+def select_timeline(
+    session: Session, endpoint: str, *, since: datetime, bucket_seconds: int
+) -> list[tuple[Any, ...]]:
+    """``bucket, arm, model, version, status, latency_ms`` since ``since``; no JSON, no datetimes.
+
+    ``bucket`` is ``floor(epoch seconds / bucket_seconds)`` computed by the database, so 100k rows
+    come back as plain numbers (no per-row timestamp parsing) and the caller groups them.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        bucket = func.floor(func.extract("epoch", _L.c.at) / bucket_seconds)
+    else:  # SQLite stores naive UTC text; julianday parses it (fractional seconds included)
+        # (CAST truncates, which is floor for times after 1970; floor() needs SQLite's math extension)
+        bucket = cast((func.julianday(_L.c.at) - 2440587.5) * 86400.0 / bucket_seconds, Integer)
+    stmt = select(
+        bucket.label("bucket"), _L.c.arm, _L.c.model, _L.c.version, _L.c.status, _L.c.latency_ms
     ).where(and_(_L.c.endpoint == endpoint, _L.c.at >= since))
     return [tuple(r) for r in session.execute(stmt)]
 
