@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from loopml.client import Loopml
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 console = Console()
 err_console = Console(stderr=True)
@@ -41,3 +44,31 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     for row in rows:
         out.add_row(*["" if v is None else str(v) for v in row])
     return out
+
+
+def progress_bar(
+    *,
+    label: str = "[bold]{task.description}",
+    spinner: bool = True,
+    transient: bool = False,
+    disable: bool = False,
+) -> Progress:
+    """The CLI's one look for long work: [spinner] label, bar, done/total, elapsed time.
+
+    ``transient`` clears the bar when done (when a table follows that says it all); ``disable``
+    hides it (``--json`` output must stay parseable). rich.progress is imported here, not at
+    start-up, because most commands never show a bar.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if spinner:
+        columns.insert(0, SpinnerColumn())
+    return Progress(*columns, console=console, transient=transient, disable=disable)

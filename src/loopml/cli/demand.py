@@ -15,7 +15,8 @@ from typing import Any
 
 import typer
 
-from loopml.cli.common import client, console, table
+from loopml.cli.common import client, console, progress_bar, table
+from loopml.cli.pipelines import run_live
 from loopml.errors import NotFoundError, ValidationError
 
 demand_app = typer.Typer(
@@ -94,32 +95,7 @@ def run(
             f"(`loopml worker` or `loopml up`) runs it; follow it with `loopml pipelines show {job.payload['run_id']}`"
         )
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task(f"{weekly.WEEKLY} {params['run_date']}", total=len(weekly.STEPS))
-        finished: set[str] = set()
-
-        def on_step(state: Any) -> None:
-            if state.status in ("succeeded", "skipped", "failed", "upstream_failed"):
-                finished.add(state.step)
-            bar.update(task, completed=len(finished), description=f"{state.step} {state.label}")
-
-        result = lm.pipelines.run(weekly.WEEKLY, params, trigger="manual", on_step=on_step)
+    result = run_live(lm, weekly.WEEKLY, params, steps=len(weekly.STEPS))
     rows = [[s.step, s.label, s.attempts, f"{s.duration_seconds or 0:.2f}s"] for s in result.steps]
     console.print(
         table(
@@ -303,15 +279,6 @@ def check_deadline(
 # -- `loopml demo demand` -------------------------------------------------------------------------------
 def tell(lm: Any, fast: bool) -> None:
     """Run the demand story with a progress bar and print its figures (``loopml demo demand``)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from loopml.apps.demand.story import demo_config, demo_weeks, run_weeks
 
     cfg, weeks = demo_config(fast), demo_weeks(fast)
@@ -320,15 +287,7 @@ def tell(lm: Any, fast: bool) -> None:
         f"(backtest {cfg.backtest_weeks} weeks; the benchmark size is 300 stores, see docs/demand.md)"
     )
     lines: list[str] = []
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar(transient=True) as bar:
         task = bar.add_task("demand.weekly", total=1)
 
         def progress(label: str, done: int, total: int) -> None:

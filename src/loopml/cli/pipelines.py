@@ -6,17 +6,9 @@ import json
 from typing import Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
-from loopml.cli.common import client, console, table
+from loopml.cli.common import client, console, progress_bar, table
 from loopml.errors import ValidationError
 
 pipelines_app = typer.Typer(help="Pipelines: definitions, run records and schedules.", no_args_is_help=True)
@@ -86,17 +78,31 @@ def run(
         return
     info = lm.pipelines.get(pipeline)
     params = lm.pipelines.resolve_params(pipeline, params)  # bad params fail before the progress bar
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=as_json,
-        disable=as_json,
-    ) as progress:
-        task = progress.add_task(f"{pipeline}: starting", total=len(info.steps))
+    result = run_live(lm, pipeline, params, steps=len(info.steps), transient=as_json, disable=as_json)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+    else:
+        _print_run(result, logs=False)
+    if result.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def run_live(
+    lm: Any,
+    pipeline: str,
+    params: dict[str, Any],
+    *,
+    steps: int,
+    transient: bool = False,
+    disable: bool = False,
+) -> Any:
+    """Run ``pipeline`` here behind a bar that advances as each of its ``steps`` finishes; returns the run.
+
+    Shared by ``loopml pipelines run`` and the app commands that run one pipeline (``loopml demand
+    run``), so a step that is retried or skipped moves every bar the same way.
+    """
+    with progress_bar(transient=transient, disable=disable) as progress:
+        task = progress.add_task(f"{pipeline}: starting", total=steps)
         finished: set[str] = set()
 
         def on_step(state: Any) -> None:
@@ -106,13 +112,7 @@ def run(
             elif state.status not in _DONE:
                 progress.update(task, description=f"{pipeline}: {state.step} {state.label}")
 
-        result = lm.pipelines.run(pipeline, params, on_step=on_step)
-    if as_json:
-        console.print_json(json.dumps(result.to_dict()))
-    else:
-        _print_run(result, logs=False)
-    if result.status != "succeeded":
-        raise typer.Exit(1)
+        return lm.pipelines.run(pipeline, params, on_step=on_step)
 
 
 def _print_run(result: Any, *, logs: bool) -> None:

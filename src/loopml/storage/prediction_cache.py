@@ -14,10 +14,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+from urllib.parse import urlparse
 
 from loopml.errors import BackendUnavailableError, ConfigError
+from loopml.storage.urls import redis_client, sqlite_file
 
 #: SQLite's bound-parameter limit is 32766; stay far below it per statement.
 _MAX_IN = 900
@@ -51,15 +51,7 @@ class SqlitePredictionCache(PredictionCache):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        path = url.split("///", 1)[-1] if "///" in url else ""
-        if not path:
-            raise ConfigError(f"cache.url {url!r}: use sqlite:///path/to/cache.db or redis://host:6379/0")
-        self.path = path
-        if path != ":memory:":
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"cache.url {url!r}: cannot create the directory: {exc}") from None
+        self.path = sqlite_file(url, "cache.url", example="sqlite:///path/to/cache.db or redis://host:6379/0")
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -152,25 +144,10 @@ class RedisPredictionCache(PredictionCache):
     """``redis://host:6379/0`` (``?prefix=`` namespaces the keys): MGET to read, pipelined SET EX to write."""
 
     def __init__(self, url: str, *, timeout_seconds: float = 0.5) -> None:
-        try:
-            import redis as redis_lib
-        except ModuleNotFoundError:
-            raise ConfigError(
-                f"cache.url {url!r} needs the Redis client: pip install 'loopml[redis]'"
-            ) from None
-        parsed = urlparse(url)
-        query = dict(parse_qsl(parsed.query))
-        self.prefix = query.pop("prefix", "")
         self.url = url
-        clean = urlunparse(parsed._replace(query=urlencode(query)))
-        try:
-            self._redis = redis_lib.Redis.from_url(
-                clean, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
-            )
-        except ValueError as exc:
-            raise ConfigError(f"cache.url {url!r} is not a Redis URL: {exc}") from None
-        self._errors = (redis_lib.ConnectionError, redis_lib.TimeoutError)
-        self._display = urlunparse(parsed._replace(netloc=parsed.hostname or "", query=""))
+        self._redis, self.prefix, self._display, self._errors = redis_client(
+            url, "cache.url", timeout_seconds=timeout_seconds
+        )
         self.check()
 
     def _key(self, key: str) -> str:

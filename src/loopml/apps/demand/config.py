@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from loopml.errors import ValidationError, did_you_mean
+from loopml.checks import check_choice, check_keys, check_number
+from loopml.errors import ValidationError
 
 FREQS = ("h", "D", "W", "MS")
 RETRAIN_MODES = ("weekly", "keep")
@@ -105,12 +105,7 @@ class DemandConfig:
                 f"demand config must be a mapping of setting -> value, not {type(data).__name__}.",
                 field="config",
             )
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ValidationError(
-                    f"demand config has no setting {key!r}.{did_you_mean(str(key), known)}", field=str(key)
-                )
+        check_keys(data, [f.name for f in dataclasses.fields(cls)], owner="the demand config", noun="setting")
         values = dict(data)
         if "lgb_params" in values:
             params = values["lgb_params"]
@@ -125,56 +120,52 @@ class DemandConfig:
     # -- checks ---------------------------------------------------------------------------------
     def validate(self) -> DemandConfig:
         """Raise ``ValidationError`` naming the first bad setting and its allowed values; return self."""
-        _int(self.stores, "stores", low=1)
-        _number(self.years, "years")
-        if self.years <= 0:
-            raise ValidationError(
-                f"years={self.years!r}: give a positive number of years, e.g. 3.0.", field="years"
-            )
-        if self.freq not in FREQS:
-            raise ValidationError(
-                f"freq={self.freq!r}: use one of {', '.join(FREQS)} (hourly, daily, weekly from Monday, month start).",
-                field="freq",
-            )
-        _int(self.seed, "seed", low=0)
+        check_number(self.stores, "stores", low=1, integer=True)
+        check_number(self.years, "years", low=0, low_open=True, hint="give a number of years, e.g. 3.0")
+        check_choice(self.freq, "freq", FREQS, hint="h hourly, D daily, W weekly from Monday, MS month start")
+        check_number(self.seed, "seed", low=0, integer=True)
         try:
             start = pd.Timestamp(self.start)
         except (TypeError, ValueError):
             start = pd.NaT
         if not isinstance(self.start, str) or pd.isna(start):
             raise ValidationError(f"start={self.start!r}: give an ISO date like '2023-01-02'.", field="start")
-        _int(self.backtest_weeks, "backtest_weeks", low=1, high=52)
-        if self.retrain not in RETRAIN_MODES:
-            raise ValidationError(
-                f"retrain={self.retrain!r}: use 'weekly' (train a challenger every week) or 'keep' "
-                "(reuse the champion).",
-                field="retrain",
-            )
+        check_number(self.backtest_weeks, "backtest_weeks", low=1, high=52, integer=True)
+        check_choice(
+            self.retrain,
+            "retrain",
+            RETRAIN_MODES,
+            hint="'weekly' trains a challenger every week, 'keep' reuses the champion",
+        )
         if not isinstance(self.lgb_params, dict) or not all(isinstance(k, str) for k in self.lgb_params):
             raise ValidationError(
                 "lgb_params must be a mapping with string keys (LightGBM parameter names).",
                 field="lgb_params",
             )
-        _positive(self.visitors_per_staff, "visitors_per_staff")
-        _int(self.min_staff, "min_staff", low=0)
-        _number(self.staff_hour_cost, "staff_hour_cost", low=0.0)
-        _number(self.under_cost_per_visitor, "under_cost_per_visitor", low=0.0)
+        check_number(self.visitors_per_staff, "visitors_per_staff", low=0, low_open=True)
+        check_number(self.min_staff, "min_staff", low=0, integer=True)
+        check_number(self.staff_hour_cost, "staff_hour_cost", low=0.0)
+        check_number(self.under_cost_per_visitor, "under_cost_per_visitor", low=0.0)
         if self.fixed_staff is not None:
-            _int(self.fixed_staff, "fixed_staff", low=0)
-        _number(self.interval, "interval")
-        if not 0 < self.interval < 1:
-            raise ValidationError(
-                f"interval={self.interval!r}: give the central coverage as a share strictly between 0 and 1, e.g. 0.8.",
-                field="interval",
-            )
-        _number(self.challenger_share, "challenger_share")
-        if not 0 <= self.challenger_share <= 1:
-            raise ValidationError(
-                f"challenger_share={self.challenger_share!r}: give the share of stores on the challenger, 0 to 1.",
-                field="challenger_share",
-            )
+            check_number(self.fixed_staff, "fixed_staff", low=0, integer=True)
+        check_number(
+            self.interval,
+            "interval",
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+            hint="give the central coverage as a share, e.g. 0.8",
+        )
+        check_number(
+            self.challenger_share,
+            "challenger_share",
+            low=0,
+            high=1,
+            hint="the share of stores on the challenger",
+        )
         parse_deadline(self.publish_deadline)
-        _int(self.ab_min_weeks, "ab_min_weeks", low=1)
+        check_number(self.ab_min_weeks, "ab_min_weeks", low=1, integer=True)
         return self
 
     # -- derived values -------------------------------------------------------------------------
@@ -207,24 +198,3 @@ def parse_deadline(text: Any) -> tuple[int, int, int]:
         f"(weekdays: {', '.join(WEEKDAYS)}).",
         field="publish_deadline",
     )
-
-
-def _int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{name}={value!r}: give a whole number.", field=name)
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ValidationError(f"{name}={value!r}: must be {bounds}.", field=name)
-
-
-def _number(value: Any, name: str, *, low: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValidationError(f"{name}={value!r}: give a finite number.", field=name)
-    if low is not None and value < low:
-        raise ValidationError(f"{name}={value!r}: must be >= {low}.", field=name)
-
-
-def _positive(value: Any, name: str) -> None:
-    _number(value, name)
-    if value <= 0:
-        raise ValidationError(f"{name}={value!r}: must be greater than 0.", field=name)

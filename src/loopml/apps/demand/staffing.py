@@ -22,12 +22,11 @@ a flat day is the honest assumption.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from loopml.apps.demand.config import DemandConfig
+from loopml.checks import check_number
 from loopml.errors import ValidationError
 
 GRAINS = ("hour", "day", "week", "month")
@@ -148,30 +147,25 @@ def check_amounts(frame: pd.DataFrame, name: str, column: str) -> pd.Series:
 
 
 def _check_config(cfg: DemandConfig) -> tuple[float, int]:
-    vps = getattr(cfg, "visitors_per_staff", None)
-    min_staff = getattr(cfg, "min_staff", None)
-    if isinstance(vps, bool) or not isinstance(vps, int | float) or not math.isfinite(vps) or vps <= 0:
-        raise ValidationError(
-            f"visitors_per_staff must be a positive number, got {vps!r}", field="visitors_per_staff"
-        )
-    if isinstance(min_staff, bool) or not isinstance(min_staff, int) or min_staff < 0:
-        raise ValidationError(f"min_staff must be an integer >= 0, got {min_staff!r}", field="min_staff")
-    return float(vps), int(min_staff)
+    """(visitors_per_staff, min_staff); rechecked because ``cfg`` may be any object with those fields."""
+    vps = check_number(getattr(cfg, "visitors_per_staff", None), "visitors_per_staff", low=0, low_open=True)
+    min_staff = check_number(getattr(cfg, "min_staff", None), "min_staff", low=0, integer=True)
+    return vps, min_staff
 
 
 def _check_costs(cfg: DemandConfig) -> tuple[float, float]:
-    out = []
-    for field in ("staff_hour_cost", "under_cost_per_visitor"):
-        value = getattr(cfg, field, None)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise ValidationError(f"{field} must be a finite number >= 0 (KRW), got {value!r}", field=field)
-        out.append(float(value))
-    return out[0], out[1]
+    """(staff_hour_cost, under_cost_per_visitor) in KRW."""
+    return (
+        check_number(
+            getattr(cfg, "staff_hour_cost", None), "staff_hour_cost", low=0, hint="an amount in KRW"
+        ),
+        check_number(
+            getattr(cfg, "under_cost_per_visitor", None),
+            "under_cost_per_visitor",
+            low=0,
+            hint="an amount in KRW",
+        ),
+    )
 
 
 def week_start(ts: pd.Series) -> pd.Series:
@@ -485,10 +479,7 @@ def fixed_plan(
     visitors = needed.groupby("store_id")["visitors"].mean()
     fixed = getattr(cfg, "fixed_staff", None)
     if fixed is not None:
-        if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
-            raise ValidationError(
-                f"fixed_staff must be None or an integer >= 0, got {fixed!r}", field="fixed_staff"
-            )
+        check_number(fixed, "fixed_staff", low=0, integer=True, hint="or None for the 8-week mean")
         staff = np.full(len(slots), fixed, dtype="float64")
     else:
         # The small epsilon keeps a mean of exactly 4.0000000001 (float noise) from becoming 5.

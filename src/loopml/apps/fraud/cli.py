@@ -5,24 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loopml.apps.fraud.config import FraudConfig
 from loopml.apps.fraud.story import FraudStoryResult, run_fraud_story
-from loopml.cli.common import console, table
+from loopml.cli.common import console, progress_bar, table
 
 
 def tell(lm: Any, fast: bool) -> FraudStoryResult:
     """Run the story (small with ``fast``) and print the latency and comparison tables."""
     cfg = FraudConfig.small() if fast else FraudConfig()
-    with Progress(
-        TextColumn("  replaying traffic: {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar(label="  replaying traffic: {task.description}", spinner=False, transient=True) as bar:
         task = bar.add_task("setup", total=cfg.phase_requests * 5)
 
         def progress(phase: str, done: int, total: int) -> None:

@@ -7,13 +7,13 @@ recorded (``to_dict()`` goes into tracking params) and reproduced exactly from i
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from loopml.errors import ValidationError, did_you_mean
+from loopml.checks import check_keys, check_number
+from loopml.errors import ValidationError
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,7 @@ class FraudConfig:
                 f"fraud config must be a mapping of setting -> value, not {type(data).__name__}",
                 field="config",
             )
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ValidationError(
-                    f"fraud config has no setting {key!r}.{did_you_mean(str(key), known)}", field=str(key)
-                )
+        check_keys(data, [f.name for f in dataclasses.fields(cls)], owner="the fraud config", noun="setting")
         return cls(**data)
 
     def validate(self) -> FraudConfig:
@@ -173,15 +168,8 @@ class FraudConfig:
 
 
 def _int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{name}={value!r}: give a whole number", field=name)
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ValidationError(f"{name}={value!r}: must be {bounds}", field=name)
+    check_number(value, name, low=low, high=high, integer=True)
 
 
 def _number(value: Any, name: str, *, low: float | None = None, high: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValidationError(f"{name}={value!r}: give a finite number", field=name)
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValidationError(f"{name}={value!r}: must be between {low} and {high}", field=name)
+    check_number(value, name, low=low, high=high)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Union
 
 import orjson
 
+from loopml.checks import check_keys, check_number
 from loopml.errors import LoopmlError, ValidationError, did_you_mean
 from loopml.registry.refs import parse_ref
 
@@ -53,34 +54,9 @@ def _ref(value: Any, field_name: str) -> str:
         raise ValidationError(f"{field_name}: {exc}", field=field_name) from None
 
 
-def _number(
-    value: Any,
-    field_name: str,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-    integer: bool = False,
-) -> Any:
-    """A finite number within bounds; bools, NaN and inf are refused (they are always mistakes here)."""
-    kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError(f"{field_name} must be {kind}; got {value!r}", field=field_name)
-    if integer and not isinstance(value, int):
-        if not float(value).is_integer():
-            raise ValidationError(f"{field_name} must be {kind}; got {value!r}", field=field_name)
-        value = int(value)
-    if not math.isfinite(value):
-        raise ValidationError(f"{field_name} must be finite; got {value!r}", field=field_name)
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise ValidationError(f"{field_name} must be in {span}; got {value!r}", field=field_name)
-    return value if integer else float(value)
+def _number(value: Any, field_name: str, **bounds: Any) -> Any:
+    """A finite number within bounds; JSON clients may send ``3.0`` for an integer field."""
+    return check_number(value, field_name, whole_floats=True, **bounds)
 
 
 def _string(value: Any, field_name: str, *, allow_empty: bool = False, max_len: int = 2000) -> str:
@@ -102,18 +78,7 @@ def _mapping(value: Any, field_name: str) -> Mapping[str, Any]:
 def _check_keys(
     data: Mapping[str, Any], allowed: tuple[str, ...], where: str, required: tuple[str, ...]
 ) -> None:
-    prefix = f"{where}." if where else ""
-    for key in data:
-        if key not in allowed:
-            # an empty or odd key still gets a usable field path: the object it sits in
-            path = f"{prefix}{key}" if isinstance(key, str) and key.strip() else (where or "spec")
-            raise ValidationError(
-                f"{path}: unknown field {key!r} for {where or 'endpoint'}." + did_you_mean(str(key), allowed),
-                field=path,
-            )
-    for key in required:
-        if key not in data:
-            raise ValidationError(f"{prefix}{key} is required", field=f"{prefix}{key}")
+    check_keys(data, allowed, where=where, owner=where or "endpoint", root="spec", required=required)
 
 
 def _arms(value: Any, field_name: str, *, minimum: int = 2) -> dict[str, str]:

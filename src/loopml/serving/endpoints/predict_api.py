@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from loopml.checks import check_keys
 from loopml.errors import LoopmlError, ValidationError
 from loopml.serving.auth import ACTOR_HEADER, MAX_ACTOR_LENGTH
 
@@ -174,12 +175,7 @@ def predict_payload(payload: Any) -> tuple[list[Any], str | None, Any]:
             f"body must be a JSON object with 'rows' (a list of objects) or 'row'; got {type(payload).__name__}",
             field="body",
         )
-    for key in payload:
-        if key not in PREDICT_FIELDS:
-            raise ValidationError(
-                f"{key!r}: unknown field; a predict body has {', '.join(PREDICT_FIELDS)}",
-                field=str(key) or "body",
-            )
+    check_keys(payload, PREDICT_FIELDS, owner="a predict body")
     if "rows" in payload and "row" in payload:
         raise ValidationError("send either 'rows' (a list) or 'row' (one object), not both", field="rows")
     if "rows" in payload:
@@ -243,12 +239,7 @@ def _feedback_item(item: Any, where: str) -> dict[str, Any]:
         raise ValidationError(
             f"{where or 'body'} must be an object with request_id and label or reward", field=where or "body"
         )
-    for key in item:
-        if key not in FEEDBACK_FIELDS:
-            raise ValidationError(
-                f"{prefix}{key!r}: unknown field; feedback has request_id, label and reward",
-                field=f"{prefix}{key}" or "body",
-            )
+    check_keys(item, FEEDBACK_FIELDS, where=where, owner="feedback")
     rid = item.get("request_id")
     if not isinstance(rid, str) or not rid:
         raise ValidationError(

@@ -23,16 +23,14 @@ is healthy. A normal exit (``close()``, interpreter exit via ``atexit``) writes 
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from loopml.errors import ValidationError
 from loopml.serving.inference.records import InferenceRecord
+from loopml.storage.batching import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +39,10 @@ Entry = tuple[InferenceRecord, float]
 Sink = Callable[[list[Entry]], int]
 
 
-class LogWriter:
+class LogWriter(BatchWriter[Entry]):
     """Thread-safe buffer in front of ``sink(entries) -> rows written`` (one batch per call)."""
+
+    noun = "inference records"
 
     def __init__(
         self,
@@ -65,26 +65,19 @@ class LogWriter:
             raise ValidationError(
                 f"max_buffer={max_buffer!r}: use an integer >= flush_rows ({flush_rows})", field="max_buffer"
             )
-        self._sink = sink
+        # the background thread writes small batches; an explicit flush/close writes big ones
+        super().__init__(
+            sink,
+            interval=flush_interval,
+            batch_rows=flush_rows,
+            flush_rows=max(flush_rows, 1000),
+            thread_name=name,
+        )
         self.flush_rows = flush_rows
         self.flush_interval = float(flush_interval)
         self.max_buffer = max_buffer
-        self._buffer: list[Entry] = []
-        self._inflight: list[Entry] = []
-        self._lock = threading.Lock()  # guards _buffer and _inflight
-        self._write_lock = threading.Lock()  # one batch in flight at a time, in order
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._closed = False
         self._last_warning = 0.0
-        self.records_written = 0
-        self.duplicates_skipped = 0
-        self.batches_written = 0
-        self.failed_flushes = 0
-        self.last_error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-        _register_atexit(self)
+        self._start_thread()
 
     # -- producer side ------------------------------------------------------------------------
     def append(self, record: InferenceRecord) -> None:
@@ -95,13 +88,7 @@ class LogWriter:
             )
         if self._closed:
             raise ValidationError("this LogWriter is closed; get a new one from lm.inference.writer()")
-        with self._lock:
-            self._buffer.append((record, time.time()))
-            size = len(self._buffer)
-        if size >= self.flush_rows:
-            self._wake.set()
-            if size >= self.max_buffer:
-                self._backpressure(size)
+        self._after_put(self._put([(record, time.time())]))
 
     def extend(self, records: Iterable[InferenceRecord]) -> None:
         """Buffer many records (same rules as ``append``)."""
@@ -115,9 +102,9 @@ class LogWriter:
             entries.append((record, now))
         if self._closed:
             raise ValidationError("this LogWriter is closed; get a new one from lm.inference.writer()")
-        with self._lock:
-            self._buffer.extend(entries)
-            size = len(self._buffer)
+        self._after_put(self._put(entries))
+
+    def _after_put(self, size: int) -> None:
         if size >= self.flush_rows:
             self._wake.set()
             if size >= self.max_buffer:
@@ -140,12 +127,6 @@ class LogWriter:
                 "loopml: inference log flush failed, %d records kept in memory: %s", self.pending, exc
             )
 
-    @property
-    def pending(self) -> int:
-        """Records accepted but not yet written (buffered or in the batch being written)."""
-        with self._lock:
-            return len(self._buffer) + len(self._inflight)
-
     def contains(self, request_id: str) -> bool:
         """Whether ``request_id`` is accepted but not yet written (feedback waits for it)."""
         with self._lock:
@@ -153,70 +134,14 @@ class LogWriter:
                 e[0].request_id == request_id for e in self._buffer
             )
 
-    # -- flushing -----------------------------------------------------------------------------
-    def flush(self) -> int:
-        """Write everything buffered now; returns the records written. Raises when the database fails."""
-        return self._flush(max(self.flush_rows, 1000), pause=False)
+    # -- counters -------------------------------------------------------------------------------
+    @property
+    def records_written(self) -> int:
+        return self._written
 
-    def _flush(self, chunk: int, *, pause: bool) -> int:
-        """Write the buffer ``chunk`` records per batch; ``pause`` yields the GIL between batches."""
-        written = 0
-        with self._write_lock:
-            first = True
-            while True:
-                if pause and not first:
-                    time.sleep(0)  # let request threads run between two batches
-                first = False
-                with self._lock:
-                    if not self._buffer:
-                        return written
-                    batch = self._buffer[:chunk]
-                    del self._buffer[: len(batch)]
-                    self._inflight = batch
-                try:
-                    stored = self._sink(batch)
-                except BaseException as exc:
-                    with self._lock:
-                        self._buffer[:0] = batch  # back to the front: order and records preserved
-                        self._inflight = []
-                    self.failed_flushes += 1
-                    self.last_error = exc
-                    raise
-                with self._lock:
-                    self._inflight = []
-                self.batches_written += 1
-                self.records_written += stored
-                self.duplicates_skipped += len(batch) - stored
-                written += stored
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            with self._lock:
-                if not self._buffer:
-                    continue
-            try:
-                self._flush(self.flush_rows, pause=True)
-            except Exception as exc:  # keep the thread alive; the records stay buffered for the next try
-                log.warning(
-                    "loopml: inference log flush failed (%d records waiting), retrying in %.1fs: %s",
-                    self.pending,
-                    self.flush_interval,
-                    exc,
-                )
-                self._stop.wait(self.flush_interval)
-
-    def close(self) -> None:
-        """Stop the background thread and write what is left (idempotent). Raises if that write fails."""
-        self._closed = True
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=max(5.0, self.flush_interval * 2))
-        self.flush()
+    @property
+    def duplicates_skipped(self) -> int:
+        return self._skipped
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -227,26 +152,3 @@ class LogWriter:
             "failed_flushes": self.failed_flushes,
             "last_error": None if self.last_error is None else str(self.last_error),
         }
-
-
-_writers: weakref.WeakSet[LogWriter] = weakref.WeakSet()
-_atexit_lock = threading.Lock()
-_atexit_installed = False
-
-
-def _register_atexit(writer: LogWriter) -> None:
-    global _atexit_installed
-    with _atexit_lock:
-        _writers.add(writer)
-        if not _atexit_installed:
-            atexit.register(flush_all_at_exit)
-            _atexit_installed = True
-
-
-def flush_all_at_exit() -> None:
-    """Write every live writer's buffer at interpreter exit; errors are logged (nobody to raise to)."""
-    for writer in list(_writers):
-        try:
-            writer.close()
-        except Exception as exc:
-            log.error("loopml: %d inference records could not be written at exit: %s", writer.pending, exc)

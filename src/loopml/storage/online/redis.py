@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import redis as redis_lib
 
-from loopml.errors import BackendUnavailableError, ConfigError
+from loopml.errors import BackendUnavailableError
 from loopml.storage.online.base import OnlineRow, OnlineStore, StoredValue
+from loopml.storage.urls import redis_client
 
 _CONDITIONAL_SET = """
 local written = 0
@@ -47,18 +47,9 @@ class RedisOnlineStore(OnlineStore):
     """``redis://host:6379/0`` (optionally ``?prefix=myproject:``)."""
 
     def __init__(self, url: str, *, timeout_seconds: float = 1.0) -> None:
-        parsed = urlparse(url)
-        query = dict(parse_qsl(parsed.query))
-        self.prefix = query.pop("prefix", "")
         self.url = url
-        clean = urlunparse(parsed._replace(query=urlencode(query)))
-        try:
-            self._redis = redis_lib.Redis.from_url(
-                clean, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
-            )
-        except ValueError as exc:
-            raise ConfigError(f"online_url {url!r} is not a Redis URL: {exc}") from None
-        self._display = urlunparse(parsed._replace(netloc=parsed.hostname or "", query=""))
+        target = redis_client(url, "online_url", timeout_seconds=timeout_seconds)
+        self._redis, self.prefix, self._display = target.client, target.prefix, target.display
         self._script = self._redis.register_script(_CONDITIONAL_SET)
         self.check()  # a clear error at start-up instead of on the first request
 

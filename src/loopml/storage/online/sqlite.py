@@ -11,10 +11,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-from loopml.errors import BackendUnavailableError, ConfigError
+from loopml.errors import BackendUnavailableError
 from loopml.storage.online.base import OnlineRow, OnlineStore, StoredValue
+from loopml.storage.urls import sqlite_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS online_values (
@@ -40,15 +40,7 @@ class SqliteOnlineStore(OnlineStore):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        path = url.split("///", 1)[-1] if "///" in url else ""
-        if not path:
-            raise ConfigError(f"online_url {url!r}: use sqlite:///path/to/online.db")
-        self.path = path
-        if path != ":memory:":
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"online_url {url!r}: cannot create the directory: {exc}") from None
+        self.path = sqlite_file(url, "online_url", example="sqlite:///path/to/online.db")
         self._local = threading.local()
         self._conn()  # fail at start-up, not on the first request
 
