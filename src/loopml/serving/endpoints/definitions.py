@@ -135,6 +135,8 @@ class RollbackRule:
     max_p99_ratio: float = 1.5
     max_psi: float = 0.25
     window_seconds: float = 300.0
+    #: a canary p99 under this many ms is never "worse": sub-budget jitter is scheduling noise, not a regression
+    latency_floor_ms: float = 10.0
 
     PREFIX: ClassVar[str] = "policy.rollback"
 
@@ -155,6 +157,11 @@ class RollbackRule:
             "window_seconds",
             _number(self.window_seconds, f"{p}.window_seconds", low=0, low_open=True, high=7 * 86400),
         )
+        object.__setattr__(
+            self,
+            "latency_floor_ms",
+            _number(self.latency_floor_ms, f"{p}.latency_floor_ms", low=0, high=3_600_000),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +170,7 @@ class RollbackRule:
             "max_p99_ratio": self.max_p99_ratio,
             "max_psi": self.max_psi,
             "window_seconds": self.window_seconds,
+            "latency_floor_ms": self.latency_floor_ms,
         }
 
     @classmethod
