@@ -309,7 +309,9 @@ def test_endpoint_bad_input_names_the_field(lm_sqlite: Loopml) -> None:
                 422,
                 "body",
             )
-            expect(http.post(f"{url}/predict", json={"row": {"amount": "x", "hour": 3}}), 422, "rows[0].amount")
+            expect(
+                http.post(f"{url}/predict", json={"row": {"amount": "x", "hour": 3}}), 422, "rows[0].amount"
+            )
             expect(http.post(f"{url}/predict", json={"row": {"amount": 1.0}}), 422, "rows[0].hour")
             extra = {"row": {"amount": 1.0, "hour": 1, "zzz": 2}}
             expect(http.post(f"{url}/predict", json=extra), 422, "rows[0].zzz")

@@ -46,7 +46,9 @@ _LAZY = {
     ),
     **dict.fromkeys(["Tracker", "ActiveRun", "Run", "RunComparison"], "loopml.tracking"),
     **dict.fromkeys(["Alerts", "Alert"], "loopml.alerts"),
-    **dict.fromkeys(["InferenceLog", "InferenceRecord", "analyse_ab", "score_dataset"], "loopml.serving.inference"),
+    **dict.fromkeys(
+        ["InferenceLog", "InferenceRecord", "analyse_ab", "score_dataset"], "loopml.serving.inference"
+    ),
     **dict.fromkeys(["Endpoints", "EndpointSpec"], "loopml.serving.endpoints"),
     **dict.fromkeys(
         [
