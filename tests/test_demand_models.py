@@ -9,12 +9,15 @@ import pandas as pd
 import pytest
 
 from loopml.apps.demand.backtest import (
+    _OriginTask,
+    _run_origin,
     backtest_origins,
     default_models,
     gate_eval_frame,
     metrics,
     origin_window,
     rolling_origin,
+    worker_threads,
 )
 from loopml.apps.demand.config import DemandConfig
 from loopml.apps.demand.features import (
@@ -28,7 +31,9 @@ from loopml.apps.demand.features import (
     training_frame,
 )
 from loopml.apps.demand.models import (
+    SMALL_FIT_ROWS,
     GlobalLightGBM,
+    HourRatios,
     RidgeForecaster,
     SeasonalNaive,
     model_from_registry,
@@ -226,6 +231,93 @@ def test_lightgbm_beats_naive_and_intervals_cover(backtest):
     assert (preds["forecast"] >= 0).all() and (preds["lower"] <= preds["upper"]).all()
 
 
+def test_hourly_intervals_are_calibrated_on_hourly_residuals(backtest):
+    hour = backtest.overall[backtest.overall["grain"] == "hour"].set_index("model")
+    for model in ("lightgbm", "seasonal_naive", "ridge"):
+        assert 0.65 <= hour.loc[model, "coverage"] <= 0.95, (model, hour.loc[model, "coverage"])
+    preds = backtest.predictions[backtest.predictions["grain"] == "hour"]
+    assert (preds["lower"] <= preds["forecast"]).all() and (preds["forecast"] <= preds["upper"]).all()
+
+
+def test_hour_ratios_fit_per_hour_and_fall_back(sim):
+    stores, visits = sim
+    daily, grain = to_grain(visits)
+    model = SeasonalNaive().fit(daily, stores, grain=grain, hourly=visits)
+    ratios = model.hour_ratios
+    assert ratios is not None and ratios.by_hour
+    assert all(lo <= 1.0 <= hi for lo, hi in [ratios.default, *ratios.by_hour.values()])
+    # hourly spread ratios are wider than the day ones: each hour's share varies too
+    assert ratios.default[1] - ratios.default[0] > model.interval_ratios[1] - model.interval_ratios[0]
+    lo, hi = ratios.bounds(np.array([next(iter(ratios.by_hour)), 99]))
+    assert (lo[1], hi[1]) == ratios.default
+    assert HourRatios.from_metrics(ratios.to_metrics()) == ratios
+    assert HourRatios.from_metrics({"interval_lo_ratio": 0.8}) is None
+    # to_hourly uses them; without hourly data the day bounds are spread as before
+    day = model.predict(daily, stores, _next_week(daily, stores), grain=grain)
+    profile = hourly_profile(visits)
+    spread = model.to_hourly(day, profile)
+    exp_lo, exp_hi = ratios.bounds(spread["ts"].dt.hour)
+    np.testing.assert_allclose(spread["lower"], spread["forecast"] * exp_lo)
+    np.testing.assert_allclose(spread["upper"], spread["forecast"] * exp_hi)
+    plain = SeasonalNaive().fit(daily, stores, grain=grain)
+    assert plain.hour_ratios is None
+    pd.testing.assert_frame_equal(plain.to_hourly(day, profile), to_hourly(day, profile))
+    with pytest.raises(ValidationError, match="hourly"):
+        SeasonalNaive().fit(daily, stores, grain=grain, hourly=visits.drop(columns="visitors"))
+    weeks = daily.assign(ts=daily["ts"].dt.to_period("W-SUN").dt.start_time)
+    weekly, wgrain = to_grain(weeks.groupby(["store_id", "ts"], as_index=False)["visitors"].sum(), "W")
+    with pytest.raises(ValidationError, match="day-grain"):
+        SeasonalNaive().fit(weekly, stores, grain=wgrain, hourly=visits)
+
+
+def _next_week(daily: pd.DataFrame, stores: pd.DataFrame) -> pd.DataFrame:
+    last = daily["ts"].max()
+    ids = stores["store_id"].to_numpy()[:3]
+    return pd.DataFrame(
+        {"store_id": np.repeat(ids, 7), "ts": list(pd.date_range(last + pd.Timedelta(days=8), periods=7)) * 3}
+    )
+
+
+def test_threads_follow_the_fanout_and_the_data_size(sim, monkeypatch):
+    import lightgbm
+
+    import loopml.apps.demand.backtest as bt
+
+    monkeypatch.setattr(bt.os, "cpu_count", lambda: 8)
+    assert worker_threads(8) == 1 and worker_threads(2) == 4 and worker_threads(8, workers=2) == 4
+    assert worker_threads(1, workers=3) == 8
+    model = GlobalLightGBM({"n_jobs": 6, "num_threads": 6})
+    model.use_threads(2)
+    assert model.params["n_jobs"] == 2 and "num_threads" not in model.params
+    model.use_threads(4)
+    assert model.params["n_jobs"] == 2  # never more than the user asked for
+    with pytest.raises(ValidationError, match="threads"):
+        model.use_threads(0)
+    seen: list[int] = []
+    real = lightgbm.LGBMRegressor
+
+    def spy(**params):
+        seen.append(params["n_jobs"])
+        return real(**params)
+
+    monkeypatch.setattr(lightgbm, "LGBMRegressor", spy)
+    stores, visits = sim
+    daily, grain = to_grain(visits)
+    frame = training_frame(daily, stores, grain=grain)
+    assert len(frame) < SMALL_FIT_ROWS
+    GlobalLightGBM({**FAST_LGB, "n_jobs": 2}).fit_frame(frame, grain=grain)
+    assert seen and set(seen) == {1}  # a small fit runs on one thread
+    # origins sent to workers get cores // workers threads; serial ones keep n_jobs
+    seen.clear()
+    monkeypatch.setattr("loopml.apps.demand.models.SMALL_FIT_ROWS", 0)
+    origin = backtest_origins(daily["ts"].max(), 1, grain)[0]
+    factory = {"lightgbm": partial(GlobalLightGBM, {**FAST_LGB, "n_jobs": 8})}
+    for threads, expected in ((None, 8), (worker_threads(2), 4)):
+        _run_origin(_OriginTask(origin, grain, origin_window(origin, grain), frame, factory, None, threads))
+        assert set(seen) == {expected}
+        seen.clear()
+
+
 def test_lightgbm_is_deterministic(sim):
     stores, visits = sim
     daily, grain = to_grain(visits)
@@ -281,6 +373,12 @@ def test_registry_round_trip_keeps_predictions_and_intervals(lm, sim):
     assert version.number == 1 and version.metrics["interval_hi_ratio"] >= 1.0
     loaded = lm.registry.load("demand/1")
     restored = model_from_registry(loaded)
+    assert restored.hour_ratios is None  # fitted without hourly visits
+    hourly = GlobalLightGBM(FAST_LGB).fit(daily, stores, grain=grain, hourly=visits)
+    assert hourly.hour_ratios is not None
+    v2 = register_model(lm, hourly, eval_frame=eval_frame, metrics={})
+    assert v2.metrics["hour_hi_ratio"] == hourly.hour_ratios.default[1]
+    assert model_from_registry(lm.registry.load("demand/2")).hour_ratios == hourly.hour_ratios
     last = daily["ts"].max()
     targets = pd.DataFrame(
         {

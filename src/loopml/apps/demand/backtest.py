@@ -9,6 +9,7 @@ than the horizon to its target (see ``features``), so a slice equals what that r
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from loopml.apps.demand.features import (
 from loopml.errors import ValidationError
 
 SCORE_COLUMNS = ["mae", "rmse", "wape"]
+#: Weeks of hourly visits an origin hands its models: the interval hold-out, the profile and a margin.
+HOURLY_WEEKS = 14
 #: The default set of models a backtest compares.
 Factory = Callable[[], Any]
 
@@ -122,6 +125,8 @@ class _OriginTask:
     frame: pd.DataFrame
     models: dict[str, Factory]
     hourly: pd.DataFrame | None
+    #: Threads per model fit when origins run in parallel (cores // workers); None keeps the params.
+    threads: int | None = None
 
 
 def _run_origin(task: _OriginTask) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -130,23 +135,30 @@ def _run_origin(task: _OriginTask) -> tuple[pd.DataFrame, dict[str, float]]:
     ts = task.frame["ts"]
     train = task.frame[ts <= cutoff].reset_index(drop=True)
     test = task.frame[(ts >= first) & (ts <= last)].reset_index(drop=True)
-    profile = hourly_actual = None
+    profile = hourly_actual = hourly_train = None
     if task.hourly is not None:
         day = task.hourly["ts"].dt.normalize()
-        profile = hourly_profile(task.hourly[day <= cutoff])
+        hourly_train = task.hourly[(day <= cutoff) & (day > cutoff - pd.Timedelta(weeks=HOURLY_WEEKS))]
+        profile = hourly_profile(hourly_train)
         hourly_actual = task.hourly[(day >= first) & (day <= last)]
     out, seconds = [], {}
     for name, factory in task.models.items():
         start = time.perf_counter()
         model = factory()
-        model.fit_frame(train, grain=task.grain)
+        if task.threads is not None and hasattr(model, "use_threads"):
+            model.use_threads(task.threads)
+        if hourly_train is not None and hasattr(model, "to_hourly"):  # calibrates its hourly interval
+            model.fit_frame(train, grain=task.grain, hourly=hourly_train)
+        else:
+            model.fit_frame(train, grain=task.grain)
         pred = model.predict_frame(test)
         seconds[name] = time.perf_counter() - start
         pred["actual"] = test["visitors"].to_numpy()
         pred["grain"] = task.grain
         frames = [pred]
         if profile is not None and hourly_actual is not None:
-            hourly = to_hourly(pred.drop(columns=["actual", "grain"]), profile)
+            spread = getattr(model, "to_hourly", None) or to_hourly
+            hourly = spread(pred.drop(columns=["actual", "grain"]), profile)
             act = hourly_actual[["store_id", "ts", "visitors"]].rename(columns={"visitors": "actual"})
             joined = act.merge(hourly, on=["store_id", "ts"], how="left")
             joined[["forecast", "lower", "upper"]] = joined[["forecast", "lower", "upper"]].fillna(0.0)
@@ -181,6 +193,17 @@ def _scores(pred: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return g[[*keys, *SCORE_COLUMNS, "coverage", "n"]]
 
 
+def worker_threads(items: int, workers: int | None = None) -> int:
+    """Threads each of the parallel workers may use: ``max(1, cores // workers)``.
+
+    ``workers`` defaults to one per core (what fan_out's process and thread backends start), capped
+    by the number of items.
+    """
+    cores = os.cpu_count() or 1
+    running = min(workers or cores, max(1, items))
+    return max(1, cores // running)
+
+
 def default_models(
     lgb_params: Mapping[str, Any] | None = None, *, interval: float = 0.8
 ) -> dict[str, Factory]:
@@ -205,6 +228,7 @@ def rolling_origin(
     freq: str | None = None,
     fanout: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None,
     hourly: bool = True,
+    workers: int | None = None,
 ) -> BacktestResult:
     """Backtest ``models`` (name -> zero-argument factory) over the ``weeks`` latest Tuesday runs.
 
@@ -212,9 +236,15 @@ def rolling_origin(
     when given, must match the grain of that freq. Every origin retrains every model. ``fanout``
     (e.g. ``functools.partial(loopml.compute.fan_out, backend="process")``) runs origins in
     parallel; the default is serial. Hourly data is also scored per hour unless ``hourly=False``.
+
+    With a ``fanout`` the origins run ``workers`` at a time (default: one per core, as the local
+    process and thread backends do), and each fit gets ``max(1, cores // workers)`` threads so the
+    workers do not oversubscribe the cores; serial runs keep the models' own ``n_jobs``.
     """
     if isinstance(weeks, bool) or not isinstance(weeks, (int, np.integer)) or weeks < 1:
         raise ValidationError(f"weeks must be a positive integer; got {weeks!r}", field="weeks")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValidationError(f"workers must be a positive integer or None; got {workers!r}", field="workers")
     models = dict(models) if models is not None else default_models()
     if not models or not all(isinstance(k, str) and callable(f) for k, f in models.items()):
         raise ValidationError("models must map names to model factories (callables)", field="models")
@@ -239,16 +269,14 @@ def rolling_origin(
         )
     frame = training_frame(data, stores, grain=grain)
     hours = raw if hourly and freq == "h" else None
-    tasks = []
-    for origin in origins:
-        window = origin_window(origin, grain)
-        if not ((frame["ts"] >= window[1]) & (frame["ts"] <= window[2])).any():
-            continue
-        tasks.append(_OriginTask(origin, grain, window, frame, models, hours))
-    if not tasks:
+    windows = [(o, origin_window(o, grain)) for o in origins]
+    windows = [(o, w) for o, w in windows if ((frame["ts"] >= w[1]) & (frame["ts"] <= w[2])).any()]
+    if not windows:
         raise ValidationError(
             "no backtest week has actuals to score; give more recent visits", field="visits"
         )
+    threads = worker_threads(len(windows), workers) if fanout is not None else None
+    tasks = [_OriginTask(o, grain, w, frame, models, hours, threads) for o, w in windows]
     run = fanout or (lambda fn, items: [fn(item) for item in items])
     results = run(_run_origin, tasks)
     predictions = pd.concat([r[0] for r in results], ignore_index=True)

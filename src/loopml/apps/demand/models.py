@@ -10,12 +10,18 @@ are held out, the model is fitted on the rest, and the ratios actual / forecast 
 the ``(1 - interval) / 2`` and ``(1 + interval) / 2`` quantiles; then the model is refitted on all
 rows. ``lower = forecast x lo_ratio``, ``upper = forecast x hi_ratio``: multiplicative, because the
 error of a store-day grows with its level.
+
+Hourly intervals get their own ratios (``HourRatios``): spreading the day's bounds with the hour
+profile ignores that each hour's share also varies, so those bounds cover far less than the nominal
+level. When ``fit`` receives the hourly visits, the held-out day forecasts are spread to hours with
+the profile known before the hold-out, and the actual / forecast ratios are taken per hour of day.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,7 +34,10 @@ from loopml.apps.demand.features import (
     HORIZON,
     SEASON,
     build_features,
+    check_visits,
     feature_names,
+    hourly_profile,
+    to_hourly,
     training_frame,
 )
 from loopml.errors import NotFoundError, ValidationError
@@ -42,6 +51,52 @@ DETERMINISM = {"deterministic": True, "force_row_wise": True}
 #: Ridge works on ratios to the store's level; ratios beyond this are clipped (spikes, tiny levels).
 MAX_RATIO = 5.0
 OUTPUT_COLUMNS = ["store_id", "ts", "forecast", "lower", "upper"]
+#: An hour of day with fewer calibration rows than this uses the all-hours ratios.
+MIN_HOUR_ROWS = 50
+#: Weeks of hourly visits before the hold-out that build the calibration's hour profile.
+PROFILE_WEEKS = 8
+#: Below this many training rows LightGBM runs on one thread: thread start-up costs more than it saves.
+SMALL_FIT_ROWS = 50_000
+#: LightGBM's other names for ``n_jobs``; they are dropped when the thread count is set.
+THREAD_ALIASES = ("num_threads", "num_thread", "nthread", "nthreads")
+
+
+@dataclass(frozen=True)
+class HourRatios:
+    """Interval ratios for hourly forecasts: per hour of day, with all-hours ratios as the fallback."""
+
+    default: tuple[float, float]
+    by_hour: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    def bounds(self, hours: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) ratio arrays for an array of hours of day."""
+        h = np.asarray(hours, dtype="int64")
+        lo = np.full(h.shape, self.default[0], dtype="float64")
+        hi = np.full(h.shape, self.default[1], dtype="float64")
+        for hour, (low, high) in self.by_hour.items():
+            at = h == hour
+            lo[at], hi[at] = low, high
+        return lo, hi
+
+    def to_metrics(self) -> dict[str, float]:
+        """Flat numeric metrics (``hour_lo_ratio``, ``hour_lo_ratio_<h>`` ...) for the registry."""
+        out = {"hour_lo_ratio": self.default[0], "hour_hi_ratio": self.default[1]}
+        for hour, (lo, hi) in sorted(self.by_hour.items()):
+            out[f"hour_lo_ratio_{hour}"] = lo
+            out[f"hour_hi_ratio_{hour}"] = hi
+        return out
+
+    @classmethod
+    def from_metrics(cls, metrics: Mapping[str, Any]) -> HourRatios | None:
+        """Inverse of ``to_metrics``; None when the metrics hold no hourly ratios (older versions)."""
+        if "hour_lo_ratio" not in metrics or "hour_hi_ratio" not in metrics:
+            return None
+        by_hour = {}
+        for key in metrics:
+            hour = key.removeprefix("hour_lo_ratio_")
+            if hour != key and hour.isdigit() and f"hour_hi_ratio_{hour}" in metrics:
+                by_hour[int(hour)] = (float(metrics[key]), float(metrics[f"hour_hi_ratio_{hour}"]))
+        return cls((float(metrics["hour_lo_ratio"]), float(metrics["hour_hi_ratio"])), by_hour)
 
 
 def _check_interval(interval: float) -> float:
@@ -84,6 +139,7 @@ class Forecaster:
     def __init__(self, *, interval: float = 0.8) -> None:
         self.interval = _check_interval(interval)
         self.interval_ratios: tuple[float, float] | None = None
+        self.hour_ratios: HourRatios | None = None
         self.grain: str | None = None
         self.train_rows = 0
 
@@ -94,14 +150,28 @@ class Forecaster:
     def _predict_point(self, frame: pd.DataFrame, grain: str) -> np.ndarray:
         raise NotImplementedError
 
+    def use_threads(self, threads: int) -> None:
+        """Cap the threads a fit may use (a fan-out worker's share of the cores); a no-op by default."""
+        return None
+
     # -- public API -----------------------------------------------------------------------------
     @property
     def feature_names(self) -> list[str]:
         return feature_names(self._fitted_grain())
 
-    def fit(self, history: pd.DataFrame, stores: pd.DataFrame, *, grain: str) -> Forecaster:
-        """Fit on every observed period of ``history`` (store_id, ts, visitors at any finer freq)."""
-        return self.fit_frame(training_frame(history, stores, grain=grain), grain=grain)
+    def fit(
+        self,
+        history: pd.DataFrame,
+        stores: pd.DataFrame,
+        *,
+        grain: str,
+        hourly: pd.DataFrame | None = None,
+    ) -> Forecaster:
+        """Fit on every observed period of ``history`` (store_id, ts, visitors at any finer freq).
+
+        ``hourly`` (the raw hourly visits, day grain only) calibrates the hourly intervals.
+        """
+        return self.fit_frame(training_frame(history, stores, grain=grain), grain=grain, hourly=hourly)
 
     def predict(
         self, history: pd.DataFrame, stores: pd.DataFrame, targets: pd.DataFrame, *, grain: str
@@ -110,9 +180,15 @@ class Forecaster:
         self._check_grain_matches(grain)
         return self.predict_frame(build_features(history, stores, targets, grain=grain))
 
-    def fit_frame(self, frame: pd.DataFrame, *, grain: str) -> Forecaster:
-        """Fit on a ``build_features`` frame with ``visitors`` (rows without recent history are skipped)."""
+    def fit_frame(self, frame: pd.DataFrame, *, grain: str, hourly: pd.DataFrame | None = None) -> Forecaster:
+        """Fit on a ``build_features`` frame with ``visitors`` (rows without recent history are skipped).
+
+        ``hourly``: raw hourly visits (store_id, ts, visitors) covering at least the hold-out and the
+        ``PROFILE_WEEKS`` before it; hours after the frame's last day are ignored. Without it the
+        hourly intervals fall back to the day bounds spread by the profile (too narrow).
+        """
         _check_frame(frame, grain, label=True)
+        hours = self._check_hourly(hourly, grain, frame["ts"].max())
         rows = _trainable(frame, grain)
         if rows.empty:
             raise ValidationError(
@@ -125,11 +201,16 @@ class Forecaster:
         if holdout is not None and (~holdout).sum() > 0 and holdout.sum() >= 20:
             self._fit_point(rows[~holdout], grain)
             val = rows[holdout]
-            self.interval_ratios = self._ratios(val["visitors"].to_numpy(), self._predict_point(val, grain))
+            val_point = self._predict_point(val, grain)
+            self.interval_ratios = self._ratios(val["visitors"].to_numpy(), val_point)
+            self.hour_ratios = self._hour_ratios(val, val_point, hours)
             self._fit_point(rows, grain)
         else:  # too little data for a hold-out: in-sample ratios (narrower than they should be)
             self._fit_point(rows, grain)
-            self.interval_ratios = self._ratios(rows["visitors"].to_numpy(), self._predict_point(rows, grain))
+            point = self._predict_point(rows, grain)
+            self.interval_ratios = self._ratios(rows["visitors"].to_numpy(), point)
+            recent = (rows["ts"] >= cut[-min(len(cut), VALIDATION_STEPS[grain])]).to_numpy()
+            self.hour_ratios = self._hour_ratios(rows[recent], point[recent], hours)
         self.train_rows = len(rows)
         return self
 
@@ -149,6 +230,20 @@ class Forecaster:
             }
         )
 
+    def to_hourly(self, daily: pd.DataFrame, profile: pd.DataFrame) -> pd.DataFrame:
+        """This model's day forecasts spread over hours, with the hourly-calibrated interval.
+
+        Without hourly ratios (no hourly data at fit time, or an older registered version) the
+        day bounds are spread with the profile like the forecast.
+        """
+        out = to_hourly(daily, profile)
+        if self.hour_ratios is not None and not out.empty:
+            lo, hi = self.hour_ratios.bounds(out["ts"].dt.hour.to_numpy())
+            point = out["forecast"].to_numpy(dtype="float64")
+            out["lower"] = point * lo
+            out["upper"] = point * hi
+        return out
+
     # -- helpers --------------------------------------------------------------------------------
     def _ratios(self, actual: np.ndarray, forecast: np.ndarray) -> tuple[float, float]:
         ok = np.isfinite(forecast) & (forecast >= MIN_RATIO_FORECAST)
@@ -158,6 +253,64 @@ class Forecaster:
         tail = (1.0 - self.interval) / 2.0
         lo, hi = np.quantile(ratio, [tail, 1.0 - tail])
         return (float(min(lo, 1.0)), float(max(hi, 1.0)))
+
+    @staticmethod
+    def _check_hourly(hourly: pd.DataFrame | None, grain: str, last: pd.Timestamp) -> pd.DataFrame | None:
+        if hourly is None:
+            return None
+        if grain != "day":
+            raise ValidationError(
+                f"hourly visits only calibrate day-grain models; this one is {grain!r}: pass hourly=None",
+                field="hourly",
+            )
+        end = pd.Timestamp(last).normalize() + pd.Timedelta(days=1)
+        if isinstance(hourly, pd.DataFrame) and pd.api.types.is_datetime64_any_dtype(hourly.get("ts")):
+            # only the hold-out and the profile weeks before it are read: skip checking years of rows
+            since = end - pd.Timedelta(days=VALIDATION_STEPS["day"] + 7 * (PROFILE_WEEKS + 1))
+            hourly = hourly[(hourly["ts"] >= since) & (hourly["ts"] < end)]
+        clean = check_visits(hourly, what="hourly")
+        clean = clean[clean["ts"] < end]
+        return clean if not clean.empty else None
+
+    def _hour_ratios(
+        self, val: pd.DataFrame, point: np.ndarray, hours: pd.DataFrame | None
+    ) -> HourRatios | None:
+        """Ratios actual / forecast at the hour for the day forecasts ``point`` of the rows ``val``."""
+        if hours is None or val.empty:
+            return None
+        start, end = val["ts"].min(), val["ts"].max()
+        day = hours["ts"].dt.normalize()
+        before = hours[(day < start) & (day >= start - pd.Timedelta(weeks=PROFILE_WEEKS))]
+        if before.empty:  # no hour shape known before the hold-out: use the hold-out's own (in-sample)
+            before = hours[(day >= start) & (day <= end)]
+        if before.empty:
+            return None
+        daily = pd.DataFrame(
+            {
+                "store_id": val["store_id"].to_numpy(dtype="int64"),
+                "ts": val["ts"].to_numpy(),
+                "forecast": np.maximum(np.nan_to_num(point, nan=0.0), 0.0),
+            }
+        )
+        spread = to_hourly(daily, hourly_profile(before, weeks=PROFILE_WEEKS))
+        actual = hours[(day >= start) & (day <= end)][["store_id", "ts", "visitors"]]
+        joined = actual.merge(spread, on=["store_id", "ts"], how="inner")
+        forecast = joined["forecast"].to_numpy(dtype="float64")
+        ok = np.isfinite(forecast) & (forecast >= MIN_RATIO_FORECAST)
+        if ok.sum() < MIN_HOUR_ROWS:
+            return None
+        ratio = joined["visitors"].to_numpy(dtype="float64")[ok] / forecast[ok]
+        hour = joined["ts"].dt.hour.to_numpy()[ok]
+        tail = (1.0 - self.interval) / 2.0
+
+        def bounds(values: np.ndarray) -> tuple[float, float]:
+            lo, hi = np.quantile(values, [tail, 1.0 - tail])
+            return (float(min(lo, 1.0)), float(max(hi, 1.0)))
+
+        by_hour = {
+            int(h): bounds(ratio[hour == h]) for h in np.unique(hour) if (hour == h).sum() >= MIN_HOUR_ROWS
+        }
+        return HourRatios(bounds(ratio), by_hour)
 
     def _fitted_grain(self) -> str:
         if self.grain is None:
@@ -239,12 +392,31 @@ class GlobalLightGBM(Forecaster):
             )
         return self.estimator.booster_
 
+    def use_threads(self, threads: int) -> None:
+        """Run fits on at most ``threads`` threads (a worker's share when origins fan out)."""
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValidationError(f"threads must be a positive integer; got {threads!r}", field="threads")
+        current = self._threads()
+        self.params = {k: v for k, v in self.params.items() if k not in THREAD_ALIASES}
+        self.params["n_jobs"] = int(threads) if current <= 0 else min(current, int(threads))
+
+    def _threads(self) -> int:
+        for key in ("n_jobs", *THREAD_ALIASES):
+            value = self.params.get(key)
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                return int(value)
+        return 0
+
     def _fit_point(self, frame: pd.DataFrame, grain: str) -> None:
         import lightgbm
 
         names = feature_names(grain)
+        params = self.params
+        if len(frame) < SMALL_FIT_ROWS:  # a small fit is faster on one thread than waiting for a core
+            params = {k: v for k, v in params.items() if k not in THREAD_ALIASES}
+            params["n_jobs"] = 1
         try:
-            est = lightgbm.LGBMRegressor(**self.params)
+            est = lightgbm.LGBMRegressor(**params)
         except TypeError as exc:
             raise ValidationError(f"LightGBM params are invalid ({exc})", field="params") from None
         est.fit(frame[names], clipped_target(frame), categorical_feature=list(CATEGORICAL))
@@ -341,7 +513,8 @@ def register_model(
     """Register the fitted LightGBM as the next version of model ``"demand"`` (lightgbm flavor).
 
     The interval ratios and the interval level travel as version metrics (``interval_lo_ratio``,
-    ``interval_hi_ratio``, ``interval``) so ``model_from_registry`` restores the full forecaster.
+    ``interval_hi_ratio``, ``interval``, and the hourly ``hour_lo_ratio[_<h>]`` / ``hour_hi_ratio[_<h>]``)
+    so ``model_from_registry`` restores the full forecaster.
     Every feature but ``store_id`` is registered nullable: new stores have no lags yet.
     """
     if not isinstance(model, GlobalLightGBM) or model.estimator is None:
@@ -366,6 +539,7 @@ def register_model(
         "interval_lo_ratio": lo,
         "interval_hi_ratio": hi,
         "interval": model.interval,
+        **(model.hour_ratios.to_metrics() if model.hour_ratios is not None else {}),
     }
     example = eval_frame[names].head(20).copy()
     example["store_id"] = example["store_id"].astype("int64")
@@ -386,8 +560,8 @@ def register_model(
 def model_from_registry(loaded: Any, version: Any = None) -> GlobalLightGBM:
     """A ``GlobalLightGBM`` that predicts through a ``LoadedModel`` (``lm.registry.load(...)``).
 
-    The grain comes from the signature's feature names and the interval from the version metrics
-    (``version`` defaults to ``loaded.version``).
+    The grain comes from the signature's feature names and the intervals (day and hourly) from the
+    version metrics (``version`` defaults to ``loaded.version``).
     """
     if not hasattr(loaded, "predict") or not hasattr(loaded, "signature"):
         raise ValidationError("loaded must be what lm.registry.load() returns", field="loaded")
@@ -409,5 +583,6 @@ def model_from_registry(loaded: Any, version: Any = None) -> GlobalLightGBM:
     model = GlobalLightGBM(interval=float(metrics.get("interval", 0.8)))
     model.grain = grain
     model.interval_ratios = (float(metrics["interval_lo_ratio"]), float(metrics["interval_hi_ratio"]))
+    model.hour_ratios = HourRatios.from_metrics(metrics)
     model._loaded_predict = lambda X: loaded.predict(X, strict=True)
     return model

@@ -30,10 +30,16 @@ import pandas as pd
 
 import loopml
 from loopml.apps.demand import abtest, evaluation, results
-from loopml.apps.demand.backtest import backtest_origins, default_models, origin_window, rolling_origin
+from loopml.apps.demand.backtest import (
+    HOURLY_WEEKS,
+    backtest_origins,
+    default_models,
+    origin_window,
+    rolling_origin,
+)
 from loopml.apps.demand.config import DemandConfig
 from loopml.apps.demand.contracts import BACKTEST, DATASETS, STORES, VISITS
-from loopml.apps.demand.features import build_features, feature_names, hourly_profile, to_grain, to_hourly
+from loopml.apps.demand.features import build_features, feature_names, hourly_profile, to_grain
 from loopml.apps.demand.models import GlobalLightGBM, SeasonalNaive, model_from_registry, register_model
 from loopml.apps.demand.simulate import (
     Warehouse,
@@ -410,6 +416,10 @@ def features(ingest: dict, validate: dict, config: dict, lm: loopml.Loopml, pipe
     eval_frame = gate[[*names, "visitors"]].reset_index(drop=True)
     got = lm.datasets.ingest(DATASETS["eval_frame"], eval_frame, contract=_gate_contract(names), actor=ACTOR)
     profile = hourly_profile(visits) if ingest["freq"] == "h" else None
+    # The recent hours calibrate the models' hourly intervals (hold-out + profile weeks before it).
+    recent_hours = (
+        visits[visits["ts"] >= cutoff - pd.Timedelta(weeks=HOURLY_WEEKS)] if profile is not None else None
+    )
     print(
         f"{len(history):,} {grain} rows of history, {len(targets):,} targets in week {ingest['week']}, "
         f"{len(eval_frame):,} gate rows -> {DATASETS['eval_frame']} v{got.version.number}"
@@ -420,6 +430,7 @@ def features(ingest: dict, validate: dict, config: dict, lm: loopml.Loopml, pipe
         "stores": stores,
         "targets": targets,
         "profile": profile,
+        "recent_hours": recent_hours,
         "train_until": (holdout_start - pd.Timedelta(days=1)).date().isoformat(),
         "gate_version": got.version.number,
         "gate_version_id": got.version.id,
@@ -500,7 +511,9 @@ def train_or_reuse(
         "demand", name=f"weekly {ingest['week']}", params=params, pipeline_run_id=pipeline_run_id
     ) as run:
         run.log_input(ingest["visits_version_id"])
-        model = GlobalLightGBM(params=cfg.lgb_params).fit(train, stores, grain=grain)
+        model = GlobalLightGBM(params=cfg.lgb_params).fit(
+            train, stores, grain=grain, hourly=features.get("recent_hours")
+        )
         predicted = model.booster.predict(eval_frame[model.feature_names])
         actual = eval_frame["visitors"].to_numpy(dtype=float)
         metrics = _metrics(actual, np.asarray(predicted, dtype=float))
@@ -628,7 +641,13 @@ def _backtest_predictions(
     grain = features["grain"]
     origins = backtest_origins(visits["ts"].max(), cfg.backtest_weeks, grain)
     settings = _digest(
-        {"lgb": cfg.lgb_params, "interval": cfg.interval, "freq": freq, "models": BACKTEST_MODELS}
+        {
+            "lgb": cfg.lgb_params,
+            "interval": cfg.interval,
+            "freq": freq,
+            "models": BACKTEST_MODELS,
+            "hour_interval": "calibrated",
+        }
     )
     parts = {p.key: p.digest for p in _partitions(lm, DATASETS["visits"])}
     keys = {o: f"{o.date().isoformat()}.{_origin_key(o, grain, parts, settings)}" for o in origins}
@@ -713,14 +732,18 @@ def _partitions(lm: loopml.Loopml, name: str) -> list[Any]:
 def _fanout(settings: Any) -> Any:
     """Backtest origins on the executor the settings name (``LOOPML_EXECUTOR``: process, ray ...).
 
-    Left on automatic, origins run one after the other: LightGBM already uses every core
-    (``n_jobs``), and two processes each running a multi-threaded LightGBM on a small machine are
-    slower than one. A cluster (``ray``) or an explicit ``process`` setting fans out as asked.
+    Left on automatic (or set to ``serial``), this returns None: origins run one after the other
+    and LightGBM keeps its ``n_jobs`` (two processes each running a multi-threaded LightGBM on a
+    small machine are slower than one). A cluster (``ray``) or an explicit ``process``/``thread``
+    setting fans out as asked, and ``rolling_origin`` then gives each worker ``cores // workers``
+    LightGBM threads.
     """
-    backend = None if getattr(settings, "executor", "") else "serial"
+    backend = getattr(settings, "executor", "") or "serial"
+    if backend == "serial":
+        return None
 
     def run(fn: Any, items: list[Any]) -> list[Any]:
-        return fan_out(fn, items, backend=backend, settings=settings)
+        return fan_out(fn, items, backend=None, settings=settings)
 
     return run
 
@@ -954,20 +977,25 @@ def forecast(
     if release.get("challenger"):
         models["challenger"] = release["challenger"]
     arms = _store_arms(targets["store_id"].unique(), cfg, bool(release.get("challenger")))
-    frames = []
+    frames, fitted = [], []
     for arm, number in models.items():
         loaded = lm.registry.load(f"{MODEL}/{number}")
         model = model_from_registry(loaded, loaded.version)
         out = model.predict(history, stores, targets, grain=grain)
         frames.append(out.assign(model=f"{MODEL}/{number}", model_version=int(number), arm=arm))
-    baseline = (
-        SeasonalNaive().fit(history, stores, grain=grain).predict(history, stores, targets, grain=grain)
-    )
+        fitted.append(model)
+    naive = SeasonalNaive().fit(history, stores, grain=grain, hourly=features.get("recent_hours"))
+    baseline = naive.predict(history, stores, targets, grain=grain)
     frames.append(baseline.assign(model="seasonal_naive", model_version=0, arm="baseline"))
+    fitted.append(naive)
     daily = pd.concat(frames, ignore_index=True)
     daily["grain"] = grain
     if features.get("profile") is not None and grain == "day":
-        hourly = to_hourly(daily, features["profile"]).assign(grain="hour")
+        # each model spreads its own days, with its own hourly interval ratios
+        hourly = pd.concat(
+            [m.to_hourly(f, features["profile"]) for m, f in zip(fitted, frames, strict=True)],
+            ignore_index=True,
+        ).assign(grain="hour")
         daily = pd.concat([daily, hourly[daily.columns]], ignore_index=True)
     daily["used"] = daily["arm"] == daily["store_id"].map(arms)
     daily["week"] = pd.Timestamp(ingest["week"])
