@@ -11,7 +11,13 @@ from loopml.apps.fraud import features as fx
 from loopml.apps.fraud.model import CategoryEncodedModel, fit, score
 from loopml.errors import ValidationError
 
-TEST_CFG = {"users": 400, "phase_requests": 100, "min_canary_requests": 30, "n_estimators": 40, "push_every": 40}
+TEST_CFG = {
+    "users": 400,
+    "phase_requests": 100,
+    "min_canary_requests": 30,
+    "n_estimators": 40,
+    "push_every": 40,
+}
 
 
 # -- simulator ------------------------------------------------------------------------------------
