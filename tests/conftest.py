@@ -179,3 +179,14 @@ def lm_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: 
     client = Loopml(load_settings(home=tmp_path / "home"))
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[object]:
+    """A local two-CPU Ray instance for one test module (skipped, with the reason, without the extra)."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'loopml[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

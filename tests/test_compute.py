@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -262,16 +261,6 @@ def test_fan_out_starts_a_quiet_local_ray_when_none_is_running() -> None:
         assert ray.cluster_resources()["CPU"] == os.cpu_count()
         # tasks run as fan-out workers: a nested default fan-out stays serial
         assert fan_out(nested_backend, range(2), backend="ray") == ["serial", "serial"]
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[object]:
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'loopml[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield ray
     finally:
         ray.shutdown()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 
 import pandas as pd
@@ -15,16 +14,6 @@ from loopml.apps.demand.simulate import simulate_stores, simulate_visits
 from loopml.compute import fan_out
 
 SMALL_LGB = {"n_estimators": 40, "num_leaves": 15, "learning_rate": 0.1, "n_jobs": 1, "verbose": -1}
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[object]:
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'loopml[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 @pytest.mark.slow

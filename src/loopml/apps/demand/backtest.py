@@ -172,7 +172,8 @@ def _run_origin(task: _OriginTask) -> tuple[pd.DataFrame, dict[str, float]]:
     return pd.concat(out, ignore_index=True), seconds
 
 
-def _scores(pred: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def score_predictions(pred: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """MAE, RMSE, pooled WAPE and interval coverage per group: one definition for backtests and the pipeline."""
     err = pred["forecast"] - pred["actual"]
     work = pred.assign(
         _abs=err.abs(),
@@ -284,11 +285,11 @@ def rolling_origin(
     for _, secs in results:
         for name, s in secs.items():
             seconds[name] = seconds.get(name, 0.0) + s
-    per_week = _scores(predictions, ["model", "grain", "week"])
+    per_week = score_predictions(predictions, ["model", "grain", "week"])
     per_week["week"] = period_start(per_week["week"], "week").dt.strftime("%Y-%m-%d").to_numpy()
     return BacktestResult(
-        per_store=_scores(predictions, ["model", "grain", "store_id"]),
-        overall=_scores(predictions, ["model", "grain"]),
+        per_store=score_predictions(predictions, ["model", "grain", "store_id"]),
+        overall=score_predictions(predictions, ["model", "grain"]),
         per_week=per_week,
         predictions=predictions,
         origins=[t.origin for t in tasks],

@@ -36,6 +36,7 @@ from loopml.apps.demand.backtest import (
     default_models,
     origin_window,
     rolling_origin,
+    score_predictions,
 )
 from loopml.apps.demand.config import DemandConfig
 from loopml.apps.demand.contracts import BACKTEST, DATASETS, STORES, VISITS
@@ -562,9 +563,11 @@ def backtest(ingest: dict, features: dict, config: dict, lm: loopml.Loopml, pipe
     cutoff = pd.Timestamp(ingest["cutoff"])
     visits = _read_visits(lm, ingest["visits_version"], cutoff)
     predictions, computed = _backtest_predictions(lm, visits, features, cfg, ingest["freq"])
-    overall = _score(predictions, ["model", "grain"])
-    per_store = _score(predictions[predictions["grain"] == features["grain"]], ["model", "store_id"])
-    per_week = _score(predictions, ["model", "grain", "week"])
+    overall = score_predictions(predictions, ["model", "grain"])
+    per_store = score_predictions(
+        predictions[predictions["grain"] == features["grain"]], ["model", "store_id"]
+    )
+    per_week = score_predictions(predictions, ["model", "grain", "week"])
     table = pd.concat(
         [
             per_store[["model", "store_id", "mae", "rmse", "wape"]],
@@ -602,28 +605,6 @@ def backtest(ingest: dict, features: dict, config: dict, lm: loopml.Loopml, pipe
 
 def _at(overall: pd.DataFrame, grain: str) -> pd.DataFrame:
     return overall[overall["grain"] == grain].drop(columns="grain")
-
-
-def _score(pred: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """MAE, RMSE, pooled WAPE and interval coverage per group of backtest predictions."""
-    err = pred["forecast"] - pred["actual"]
-    work = pred.assign(
-        _abs=err.abs(),
-        _sq=err**2,
-        _act=pred["actual"].abs(),
-        _in=((pred["actual"] >= pred["lower"]) & (pred["actual"] <= pred["upper"])).astype("float64"),
-    )
-    g = work.groupby(keys, as_index=False).agg(
-        n=("_abs", "size"),
-        _abs=("_abs", "sum"),
-        _sq=("_sq", "sum"),
-        _act=("_act", "sum"),
-        coverage=("_in", "mean"),
-    )
-    g["mae"] = g["_abs"] / g["n"]
-    g["rmse"] = np.sqrt(g["_sq"] / g["n"])
-    g["wape"] = np.where(g["_act"] > 0, g["_abs"] / g["_act"].where(g["_act"] > 0, 1.0), np.nan)
-    return g[[*keys, "mae", "rmse", "wape", "coverage", "n"]]
 
 
 def _finite(value: Any) -> float | None:
