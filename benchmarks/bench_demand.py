@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from machine_info import cpu_name  # a sibling module: scripts run from benchmarks/
 from rich.console import Console
 from rich.table import Table
 
@@ -104,14 +105,7 @@ class RssSampler:
 def machine() -> str:
     import psutil
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     ram = psutil.virtual_memory().total / 2**30
     return (
         f"{os.cpu_count()} cores ({cpu}), {ram:.0f} GiB RAM, Python {platform.python_version()}, "

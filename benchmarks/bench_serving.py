@@ -51,6 +51,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import cpu_name
 from serving_load import LoadResult, have_wrk, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,14 +370,7 @@ def logged(home: Path) -> tuple[int, int]:
 
 # -- report -----------------------------------------------------------------------------------
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} "

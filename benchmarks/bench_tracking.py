@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from machine_info import cpu_name  # a sibling module: scripts run from benchmarks/
 from rich.console import Console
 from rich.table import Table
 
@@ -188,14 +189,7 @@ def _mlflow_count(run_id: str) -> int:
 
 # -- report -----------------------------------------------------------------------------------
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
