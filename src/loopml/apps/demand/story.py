@@ -69,17 +69,17 @@ class DemandStoryResult:
 
 
 def demo_config(fast: bool = False) -> DemandConfig:
-    """The demo's chain: tiny for ``--fast``; otherwise 60 stores x 3 years hourly.
+    """The demo's chain: tiny for ``--fast``; otherwise 60 stores x 3 years hourly with the defaults.
 
-    300 stores is the benchmark size (``docs/benchmarks.md``); the demo uses fewer stores, a 4-week
-    backtest and a lighter LightGBM (200 trees, 31 leaves) so that its seven weekly cycles, each
-    retraining and backtesting, fit in a few minutes on 2 cores.
+    300 stores is the benchmark size (``docs/benchmarks.md``); the demo uses fewer stores so that its
+    seven weekly cycles, each retraining and backtesting (8 origins on the first run), fit in a few
+    minutes on 2 cores.
     """
     if fast:
         return DemandConfig.small(
             stores=6, backtest_weeks=2, lgb_params={"n_estimators": 60, "num_leaves": 15, "n_jobs": 1}
         )
-    return DemandConfig(stores=60, backtest_weeks=4, lgb_params={"n_estimators": 200, "num_leaves": 31})
+    return DemandConfig(stores=60)
 
 
 def demo_weeks(fast: bool = False) -> int:
