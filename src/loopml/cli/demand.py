@@ -51,7 +51,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"  # KRW, staff-hours
     return str(value)
 
 
@@ -212,8 +212,24 @@ def evaluate(
             "no week has been evaluated yet: actuals land two weeks after a forecast is published"
         )
     rolled = evaluation.summary(_with_used(frame, DemandConfig()))
+    per_week = rolled.pop("per_week", None) or []
     rows = [[key, _fmt(value) if isinstance(value, float) else value] for key, value in _flat(rolled)]
     console.print(table(f"evaluation ({frame['week'].nunique()} week(s))", ["figure", "value"], rows))
+    if per_week:
+        columns = [
+            "week",
+            "stores",
+            "wape_model",
+            "wape_seasonal_naive",
+            "cost_model",
+            "cost_fixed",
+            "saved_vs_fixed",
+            "saved_vs_seasonal_naive",
+        ]
+        weekly = [
+            [_fmt(w.get(c)) if isinstance(w.get(c), float) else w.get(c) for c in columns] for w in per_week
+        ]
+        console.print(table("per week (cost in KRW)", columns, weekly))
 
 
 def _flat(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
