@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import typer
 from rich.panel import Panel
 
 from loopml.alerts import SEVERITIES, STATUSES, Alert
-from loopml.cli.common import client, console, table
+from loopml.cli.common import ago, client, console, table
 
 alerts_app = typer.Typer(help="List, inspect and resolve alerts.", no_args_is_help=True)
 
@@ -47,7 +46,7 @@ def list_alerts(
             alert.title,
             alert.source,
             alert.fire_count,
-            _ago(alert.last_fired_at),
+            ago(alert.last_fired_at),
         ]
         for alert in alerts
     ]
@@ -92,11 +91,3 @@ def resolve(
 
 def _severity(alert: Alert) -> str:
     return f"[{_SEVERITY_STYLE.get(alert.severity, 'white')}]{alert.severity}[/]"
-
-
-def _ago(ts: datetime) -> str:
-    seconds = (datetime.now(UTC) - ts).total_seconds()
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit} ago"
-    return f"{seconds:.1f}s ago"

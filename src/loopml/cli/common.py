@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -72,3 +73,18 @@ def progress_bar(
     if spinner:
         columns.insert(0, SpinnerColumn())
     return Progress(*columns, console=console, transient=transient, disable=disable)
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: 42.0s, 3.5m, 2.1h, 4.0d."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def ago(ts: datetime) -> str:
+    return duration((datetime.now(UTC) - ts).total_seconds()) + " ago"

@@ -202,8 +202,6 @@ def evaluate(
 ) -> None:
     """Forecast error and staffing cost (KRW) of the weeks whose actuals have landed, vs the naive plans."""
     from loopml.apps.demand import evaluation, results
-    from loopml.apps.demand.config import DemandConfig
-    from loopml.apps.demand.pipeline import _with_used
 
     lm = client()
     frame = results.read_evaluation(lm, week=week)
@@ -211,7 +209,7 @@ def evaluate(
         raise NotFoundError(
             "no week has been evaluated yet: actuals land two weeks after a forecast is published"
         )
-    rolled = evaluation.summary(_with_used(frame, DemandConfig()))
+    rolled = evaluation.summary(frame)
     per_week = rolled.pop("per_week", None) or []
     rows = [[key, _fmt(value) if isinstance(value, float) else value] for key, value in _flat(rolled)]
     console.print(table(f"evaluation ({frame['week'].nunique()} week(s))", ["figure", "value"], rows))

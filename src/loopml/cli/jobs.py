@@ -10,7 +10,7 @@ import typer
 from rich.logging import RichHandler
 from rich.panel import Panel
 
-from loopml.cli.common import client, console, err_console, table
+from loopml.cli.common import ago, client, console, duration, err_console, table
 from loopml.errors import ValidationError
 from loopml.storage.queue import STATUSES, Job
 
@@ -94,7 +94,7 @@ def list_jobs(
             _status(job),
             f"{job.attempts}/{job.max_attempts}",
             job.priority,
-            _ago(job.created_at),
+            ago(job.created_at),
             _short(job.last_error),
         ]
         for job in jobs
@@ -218,7 +218,7 @@ def stats(
     rows = []
     for name, counts in per_queue.items():
         age = counts["oldest_queued_age_s"]
-        rows.append([name, *(counts[s] for s in STATUSES), "-" if age is None else _duration(age)])
+        rows.append([name, *(counts[s] for s in STATUSES), "-" if age is None else duration(age)])
     console.print(table("job queues", ["queue", *STATUSES, "oldest queued"], rows))
 
 
@@ -231,17 +231,3 @@ def _short(text: str | None, width: int = 60) -> str:
         return ""
     last = text.strip().splitlines()[-1]
     return last if len(last) <= width else last[: width - 1] + "…"
-
-
-def _ago(ts: datetime) -> str:
-    return _duration((datetime.now(UTC) - ts).total_seconds()) + " ago"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"

@@ -747,7 +747,7 @@ def evaluate(ingest: dict, validate: dict, config: dict, lm: loopml.Loopml, pipe
             if frame is not None and len(frame):
                 results.publish_evaluation(lm, week, frame, actor=ACTOR)
                 evaluated.append(week)
-    all_eval = _with_used(results.read_evaluation(lm), cfg)
+    all_eval = results.read_evaluation(lm)  # `used` is stored: the rows each store's arm published
     summary = evaluation.summary(all_eval, challenger_share=cfg.challenger_share) if len(all_eval) else {}
     ab = _ab_analysis(lm, all_eval, cfg)
     if ab is not None and ab.get("last_week"):
@@ -776,26 +776,6 @@ def _evaluate_week(
     return evaluation.evaluate_week(
         forecasts, staffing, actuals, history, cfg, week=week, stores=stores, grain=grain
     )
-
-
-def _with_used(frame: pd.DataFrame, cfg: DemandConfig) -> pd.DataFrame:
-    """Mark the rows each store published: its hash arm in A/B weeks, the champion in the other weeks.
-
-    The stored evaluation table has no ``used`` column; a week ran an A/B exactly when it has
-    challenger rows, so ``used`` can be rebuilt without guessing.
-    """
-    if frame.empty:
-        return frame.assign(used=pd.Series(dtype=bool))
-    out = frame.copy()
-    out["week"] = _naive(out["week"])
-    ab_weeks = set(out.loc[out["arm"] == "challenger", "week"])
-    arms = abtest.assign_arms(
-        sorted(out["store_id"].astype(int).unique()), challenger_share=cfg.challenger_share
-    )
-    hashed = out["store_id"].astype(int).map(arms)
-    in_ab = out["week"].isin(ab_weeks)
-    out["used"] = np.where(in_ab, out["arm"] == hashed, out["arm"] == "champion")
-    return out
 
 
 def _ab_analysis(lm: loopml.Loopml, all_eval: pd.DataFrame, cfg: DemandConfig) -> dict | None:

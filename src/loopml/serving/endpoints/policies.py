@@ -390,7 +390,7 @@ def canary_verdict(rule: Any, baseline: Any, canary: Any) -> CanaryVerdict:
     c99 = getattr(canary, "p99", None)
     if bn and b99 and c99 and b99 > 0:
         ratio = float(c99) / float(b99)
-        floor = getattr(rule, "latency_floor_ms", 0.0)
+        floor = rule.latency_floor_ms
         if ratio > rule.max_p99_ratio and float(c99) > floor:
             reasons.append(
                 f"p99 latency {c99:.2f} ms vs {b99:.2f} ms (x{ratio:.2f} > x{rule.max_p99_ratio:g}, "
