@@ -40,6 +40,37 @@ def test_idempotency_key_returns_the_existing_job(lm: Loopml) -> None:
     assert lm.jobs.enqueue("train").id != lm.jobs.enqueue("train").id
 
 
+def test_enqueue_in_a_session_commits_or_rolls_back_with_the_callers_rows(lm: Loopml) -> None:
+    from loopml.storage.metadata.core import record_event
+
+    db = lm.ctx.db
+
+    def submitted() -> list[str]:
+        with db.session() as session:
+            return [e.subject_id for e in list_events(session, subject_type="request")]
+
+    with pytest.raises(RuntimeError, match="caller failed"), db.session() as session:
+        record_event(session, "request.submitted", "request", "r1")
+        job = lm.jobs.enqueue("moderate", {"request": "r1"}, idempotency_key="moderate-r1", session=session)
+        assert job.status == "queued" and job.idempotency_key == "moderate-r1"
+        raise RuntimeError("caller failed")
+    assert lm.jobs.list() == [] and submitted() == []
+
+    with db.session() as session:
+        record_event(session, "request.submitted", "request", "r1")
+        job = lm.jobs.enqueue("moderate", {"request": "r1"}, idempotency_key="moderate-r1", session=session)
+        # The same key again in the same transaction: the same job, exactly as without a session.
+        again = lm.jobs.enqueue("moderate", {"request": "r1"}, idempotency_key="moderate-r1", session=session)
+        assert again.id == job.id
+        with pytest.raises(ConflictError, match="already belongs to job"):
+            lm.jobs.enqueue("moderate", {"request": "r2"}, idempotency_key="moderate-r1", session=session)
+    assert lm.jobs.get(job.id) == job and lm.jobs.stats()["queued"] == 1 and submitted() == ["r1"]
+    # The committed key is found again by a later enqueue without a session.
+    assert lm.jobs.enqueue("moderate", {"request": "r1"}, idempotency_key="moderate-r1").id == job.id
+    with pytest.raises(ValidationError, match="session="):
+        lm.jobs.enqueue("moderate", session="not a session")  # type: ignore[arg-type]
+
+
 def test_concurrent_enqueues_with_one_key_make_one_job(lm: Loopml) -> None:
     ids: list[int] = []
     errors: list[Exception] = []

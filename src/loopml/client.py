@@ -15,8 +15,14 @@ if TYPE_CHECKING:
     from loopml.alerts import Alerts
     from loopml.data import DatasetStore
     from loopml.features import FeatureStore
+    from loopml.monitoring.loop import Loop
+    from loopml.monitoring.monitors import Monitors
+    from loopml.monitoring.rules import AlertRules
+    from loopml.monitoring.slo import Slos
+    from loopml.notify import Notifier
     from loopml.pipelines import Pipelines
     from loopml.registry import Registry
+    from loopml.serving.asynchronous import AsyncRequests
     from loopml.serving.endpoints.service import Endpoints
     from loopml.serving.inference import InferenceLog
     from loopml.storage.queue import JobQueue
@@ -93,6 +99,42 @@ class Loopml:
         from loopml.alerts import Alerts
 
         return Alerts(self.ctx)
+
+    @cached_property
+    def notify(self) -> Notifier:
+        from loopml.notify import Notifier
+
+        return Notifier(self.ctx)
+
+    @cached_property
+    def async_requests(self) -> AsyncRequests:
+        from loopml.serving.asynchronous import AsyncRequests
+
+        return AsyncRequests(self.ctx)
+
+    @cached_property
+    def monitors(self) -> Monitors:
+        from loopml.monitoring.monitors import Monitors
+
+        return Monitors(self.ctx)
+
+    @cached_property
+    def slos(self) -> Slos:
+        from loopml.monitoring.slo import Slos
+
+        return Slos(self.ctx)
+
+    @cached_property
+    def alert_rules(self) -> AlertRules:
+        from loopml.monitoring.rules import AlertRules
+
+        return AlertRules(self.ctx)
+
+    @cached_property
+    def loop(self) -> Loop:
+        from loopml.monitoring.loop import Loop
+
+        return Loop(self.ctx)
 
     def close(self) -> None:
         inference = self.__dict__.get("inference")

@@ -41,7 +41,13 @@ log = logging.getLogger("loopml.worker")
 Handler = Callable[[Context, Job], "dict[str, Any] | None"]
 
 #: loopml modules that register handlers for built-in job kinds (``pipeline.run`` ...).
-BUILTIN_HANDLER_MODULES = ("loopml.pipelines",)
+BUILTIN_HANDLER_MODULES = (
+    "loopml.pipelines",
+    "loopml.notify.jobs",
+    "loopml.serving.asynchronous.jobs",
+    "loopml.monitoring.jobs",
+    "loopml.apps.moderation.jobs",
+)
 TRACEBACK_CHARS = 2000
 
 _handlers: dict[str, Handler] = {}

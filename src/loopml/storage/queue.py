@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
+from sqlalchemy.orm import Session
+
 from loopml.context import Context
 from loopml.errors import ConflictError, NotFoundError, ValidationError
 from loopml.storage.metadata import jobs as q
@@ -131,11 +133,18 @@ class JobQueue:
         priority: int = 0,
         not_before: datetime | None = None,
         max_attempts: int = 5,
+        session: Session | None = None,
     ) -> Job:
         """Store a job; with an ``idempotency_key`` that exists already, return that job instead.
 
         A repeated key with a different ``kind`` or ``payload`` is a ``ConflictError``: silently
         returning a job that does something else would hide a caller bug.
+
+        With ``session`` (an ORM ``Session`` of this database) the job is inserted on
+        ``session.connection()``, inside the caller's transaction, and not committed: the job and
+        the caller's own rows (a request, a notification, a loop run) commit or roll back together,
+        so a worker can never pick up a job whose state was rolled back, and no state is left
+        without its job. Without it the job commits on its own, as before.
         """
         kind = _name("kind", kind, 128)
         queue = _name("queue", queue, 64)
@@ -166,20 +175,14 @@ class JobQueue:
             "created_at": now,
             "updated_at": now,
         }
-        with self._tx() as conn:
-            row = q.insert_job(conn, values)
-            if row is None and idempotency_key is not None:
-                row = q.get_by_idempotency_key(conn, idempotency_key)
-                if row is not None and (row.kind != kind or row.payload != payload):
-                    raise ConflictError(
-                        f"idempotency_key {idempotency_key!r} already belongs to job {row.id} "
-                        f"(kind {row.kind!r}, payload {row.payload!r}); use a new key for different work"
-                    )
-            if row is None:  # pragma: no cover - a key row deleted between insert and read
-                raise ConflictError(
-                    f"idempotency_key {idempotency_key!r}: concurrent change, retry the enqueue"
+        if session is not None:
+            if not isinstance(session, Session):
+                raise ValidationError(
+                    f"session={session!r}: pass a SQLAlchemy ORM Session (e.g. from ctx.db.session()) or None"
                 )
-            return _job(row)
+            return _job(_insert_job(session.connection(), values, kind, payload, idempotency_key))
+        with self._tx() as conn:
+            return _job(_insert_job(conn, values, kind, payload, idempotency_key))
 
     # -- consuming ----------------------------------------------------------------------------
     def claim(
@@ -433,6 +436,27 @@ class JobQueue:
         if row is None:
             raise NotFoundError(f"job {job_id} does not exist; `loopml jobs list` shows the jobs")
         raise ConflictError(f"cannot {action} job {job_id}: it is {row.status}; only {allowed} jobs can be")
+
+
+def _insert_job(
+    conn: Any, values: dict[str, Any], kind: str, payload: dict[str, Any], idempotency_key: str | None
+) -> Any:
+    """Insert the job on ``conn`` (no commit); a repeated idempotency key returns the existing row.
+
+    ``insert_job`` is ``ON CONFLICT DO NOTHING``, so a duplicate key never raises a database error
+    that would abort the caller's transaction when ``conn`` belongs to a caller's session.
+    """
+    row = q.insert_job(conn, values)
+    if row is None and idempotency_key is not None:
+        row = q.get_by_idempotency_key(conn, idempotency_key)
+        if row is not None and (row.kind != kind or row.payload != payload):
+            raise ConflictError(
+                f"idempotency_key {idempotency_key!r} already belongs to job {row.id} "
+                f"(kind {row.kind!r}, payload {row.payload!r}); use a new key for different work"
+            )
+    if row is None:  # pragma: no cover - a key row deleted between insert and read
+        raise ConflictError(f"idempotency_key {idempotency_key!r}: concurrent change, retry the enqueue")
+    return row
 
 
 # -- input checks -------------------------------------------------------------------------------

@@ -2,12 +2,16 @@
 
 from loopml.storage.metadata import (  # noqa: F401
     alerts,
+    async_requests,
     core,
     datasets,
     endpoints,
     features,
     inference,
     jobs,
+    loop,
+    monitoring,
+    notify,
     pipelines,
     registry,
     tracking,
