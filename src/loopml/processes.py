@@ -191,11 +191,15 @@ def run_api(host: str, port: int) -> None:
     )
 
 
+#: Queues the worker of ``loopml up`` serves: pipelines, webhook deliveries, async screening, the loop.
+WORKER_QUEUES = ("default", "notify", "moderation", "loop")
+
+
 def run_worker_role(concurrency: int) -> None:
     from loopml.context import Context
     from loopml.worker import run_worker
 
-    run_worker(Context.from_settings(), concurrency, ("default",))
+    run_worker(Context.from_settings(), concurrency, WORKER_QUEUES)
 
 
 def run_scheduler_role() -> None:

@@ -58,6 +58,8 @@ class Alerts:
                 now=utcnow(),
             )
             alert = alert_from_row(row)
+            if alert.fire_count == 1:  # a new incident, not a repeat of an open one
+                _notify(self.ctx, session, alert, "opened", detail)
             record_event(
                 session,
                 a.EVENT_FIRED,
@@ -139,8 +141,8 @@ class Alerts:
         found = self.list(status=a.OPEN, key=key, limit=1)
         return found[0] if found else None
 
-    @staticmethod
-    def _audit_resolved(session: Any, alert: Alert, reason: str, actor: str) -> None:
+    def _audit_resolved(self, session: Any, alert: Alert, reason: str, actor: str) -> None:
+        _notify(self.ctx, session, alert, "resolved", reason)
         record_event(
             session,
             a.EVENT_RESOLVED,
@@ -156,3 +158,19 @@ class Alerts:
         return NotFoundError(
             f"alert {alert_id} does not exist; `loopml alerts list` shows the alerts", field="alert_id"
         )
+
+
+def _notify(ctx: Context, session: Any, alert: Alert, what: str, body: str) -> None:
+    """Notify ``alert.opened`` / ``alert.resolved`` in the alert's own transaction: exactly once per
+    incident and transition (the key is per alert id), and never for a change that rolled back."""
+    from loopml.notify import Notifier
+
+    prefix = f"[{alert.severity}] " + ("resolved: " if what == "resolved" else "")
+    Notifier(ctx).notify(
+        f"alert:{alert.id}:{what}",
+        topic=f"alert.{what}",
+        title=(prefix + alert.title)[: a.TITLE_MAX],
+        body=body,
+        data={"alert_id": alert.id, "key": alert.key, "severity": alert.severity, "source": alert.source},
+        session=session,
+    )

@@ -12,6 +12,7 @@ from rich.panel import Panel
 
 from loopml.cli.common import ago, client, console, duration, err_console, table
 from loopml.errors import ValidationError
+from loopml.processes import WORKER_QUEUES
 from loopml.storage.queue import STATUSES, Job
 
 jobs_app = typer.Typer(help="Inspect and operate the durable job queue.", no_args_is_help=True)
@@ -36,7 +37,10 @@ def worker(
         1, "--concurrency", "-c", min=1, max=256, help="Jobs run at once (threads)."
     ),
     queue: list[str] = typer.Option(
-        ["default"], "--queue", "-q", help="Queue to take jobs from (repeatable)."
+        list(WORKER_QUEUES),
+        "--queue",
+        "-q",
+        help="Queue to take jobs from (repeatable; default: every built-in queue).",
     ),
     lease_seconds: float = typer.Option(
         60.0, min=1.0, help="Lease per claim; a crashed worker's jobs run again after it ends."

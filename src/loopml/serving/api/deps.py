@@ -27,6 +27,12 @@ SERVICE_MODULES = {
     "features": "loopml.features",
     "alerts": "loopml.alerts",
     "endpoints": "loopml.serving.endpoints",
+    "notify": "loopml.notify",
+    "async_requests": "loopml.serving.asynchronous",
+    "monitors": "loopml.monitoring.monitors",
+    "slos": "loopml.monitoring.slo",
+    "alert_rules": "loopml.monitoring.rules",
+    "loop": "loopml.monitoring.loop",
 }
 
 
