@@ -21,6 +21,7 @@ from loopml.cli import (
     pipelines,
     runs,
     serve,
+    slos,
 )
 from loopml.cli.common import err_console
 from loopml.errors import LoopmlError
@@ -44,6 +45,7 @@ for module in (
     endpoints,
     alerts,
     notify,
+    slos,
     demand,
     serve,
     demo,
