@@ -36,7 +36,7 @@ LOCAL_MODULE = "pipelines"
 
 
 #: Pipelines every project has (imported before the project's own modules).
-BUILTIN_MODULES = ("loopml.features.pipelines",)
+BUILTIN_MODULES = ("loopml.features.pipelines", "loopml.monitoring.jobs")
 
 
 def load_pipeline_modules(ctx: Context) -> list[str]:

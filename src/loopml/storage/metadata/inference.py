@@ -344,3 +344,83 @@ def count_records(session: Session, endpoint: str | None = None) -> int:
     if endpoint is not None:
         stmt = stmt.where(_L.c.endpoint == endpoint)
     return int(session.execute(stmt).scalar_one())
+
+
+# -- reads for monitors ------------------------------------------------------------------------
+def first_log_time(session: Session, endpoint: str, *, since: datetime | None = None) -> datetime | None:
+    """The time of the oldest record of ``endpoint`` (at or after ``since``); one index probe."""
+    stmt = select(func.min(_L.c.at)).where(_L.c.endpoint == endpoint)
+    if since is not None:
+        stmt = stmt.where(_L.c.at >= since)
+    return session.execute(stmt).scalar()
+
+
+def iter_log_rows(
+    session: Session,
+    endpoint: str,
+    *,
+    start: datetime,
+    end: datetime,
+    labels: bool = True,
+    chunk_rows: int = 5000,
+) -> Any:
+    """Yield lists of ``(at, status, inputs text, outputs text, label text | None)`` in [start, end).
+
+    Reads by the ``(endpoint, at)`` index in chunks of ``chunk_rows`` (a server-side cursor on
+    PostgreSQL), so a large window never sits in memory as ORM rows. JSON stays text for one orjson
+    parse per chunk. ``label`` is the newest label of the request (a correlated lookup by the
+    feedback ``request_id`` index), or None; with ``labels=False`` it is always None.
+    """
+    columns: list[Any] = [_L.c.at, _L.c.status, _L.c.inputs.cast(Text), _L.c.outputs.cast(Text)]
+    if labels:
+        newest = (
+            select(_F.c.label.cast(Text))
+            .where(_F.c.request_id == _L.c.request_id, _F.c.label.is_not(None))
+            .order_by(_F.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        columns.append(newest)
+    stmt = (
+        select(*columns)
+        .where(_L.c.endpoint == endpoint, _L.c.at >= start, _L.c.at < end)
+        .order_by(_L.c.at, _L.c.id)
+        .execution_options(yield_per=chunk_rows)
+    )
+    for part in session.execute(stmt).partitions(chunk_rows):
+        yield [tuple(r) if labels else (*r, None) for r in part]
+
+
+def labelled_buckets(
+    session: Session,
+    endpoint: str,
+    *,
+    start: datetime,
+    end: datetime,
+    after: datetime,
+    bucket_seconds: int,
+) -> list[tuple[int, datetime]]:
+    """``(bucket, newest label time)`` for records in [start, end) that got a label after ``after``.
+
+    ``bucket`` is ``floor(epoch seconds / bucket_seconds)`` of the record's time, so a monitor maps
+    it to its window without reading the records: only windows with new labels are recomputed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        bucket = func.floor(func.extract("epoch", _L.c.at) / bucket_seconds)
+    else:
+        # whole epoch seconds, integer division: exact at window edges (julianday floats are not)
+        bucket = cast(func.strftime("%s", _L.c.at), Integer) // bucket_seconds
+    stmt = (
+        select(bucket.label("bucket"), func.max(_F.c.at))
+        .select_from(_F)
+        .join(_L, _L.c.request_id == _F.c.request_id)
+        .where(
+            _L.c.endpoint == endpoint,
+            _L.c.at >= start,
+            _L.c.at < end,
+            _F.c.at > after,
+            _F.c.label.is_not(None),
+        )
+        .group_by(bucket)
+    )
+    return [(int(b), at) for b, at in session.execute(stmt)]

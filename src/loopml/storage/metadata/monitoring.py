@@ -105,3 +105,147 @@ class AlertRuleRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+# -- queries: monitors and monitor_windows ----------------------------------------------------
+# (slos / alert_rules queries live in ``monitoring_rules.py``.)
+from sqlalchemy import delete, select, update  # noqa: E402
+from sqlalchemy.exc import IntegrityError as _SAIntegrityError  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from loopml.errors import ConflictError  # noqa: E402
+
+_M = MonitorRow.__table__
+_W = MonitorWindowRow.__table__
+MONITOR_COLUMNS = tuple(_M.c)
+WINDOW_COLUMNS = tuple(_W.c)
+
+
+def insert_monitor(session: Session, *, name: str, endpoint: str, spec: dict[str, Any], now: datetime) -> Any:
+    """Add a monitor row (revision 1, no reference yet, no watermark); returns the row.
+
+    ConflictError when the name is taken (also when a concurrent create won the race).
+    """
+    stmt = (
+        _M.insert()
+        .values(name=name, endpoint=endpoint, spec=spec, revision=1, created_at=now, updated_at=now)
+        .returning(*MONITOR_COLUMNS)
+    )
+    try:
+        with session.begin_nested():
+            return session.execute(stmt).one()
+    except _SAIntegrityError:
+        raise ConflictError(
+            f"monitor {name!r} already exists; change it with update() or delete it first", field="name"
+        ) from None
+
+
+def get_monitor(session: Session, name: str, *, lock: bool = False) -> Any:
+    stmt = select(*MONITOR_COLUMNS).where(_M.c.name == name)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).first()
+
+
+def list_monitors(session: Session, *, endpoint: str | None = None) -> list[Any]:
+    stmt = select(*MONITOR_COLUMNS).order_by(_M.c.name)
+    if endpoint is not None:
+        stmt = stmt.where(_M.c.endpoint == endpoint)
+    return list(session.execute(stmt))
+
+
+def update_monitor(session: Session, monitor_id: int, **values: Any) -> Any:
+    """Set columns of one monitor (``spec``, ``revision``, ``reference_digest``, ...); returns the row."""
+    stmt = update(_M).where(_M.c.id == monitor_id).values(**values).returning(*MONITOR_COLUMNS)
+    return session.execute(stmt).one()
+
+
+def delete_monitor(session: Session, monitor_id: int) -> None:
+    """Delete a monitor and its windows (explicitly: SQLite enforces the cascade only with foreign_keys on)."""
+    session.execute(delete(_W).where(_W.c.monitor_id == monitor_id))
+    session.execute(delete(_M).where(_M.c.id == monitor_id))
+
+
+def advance_watermark(
+    session: Session, monitor_id: int, *, old: datetime | None, new: datetime, now: datetime
+) -> bool:
+    """Compare-and-set the watermark from ``old`` to ``new``; False when another run moved it first.
+
+    Two runs of one monitor (a late scheduler and a manual run) may race: the loser's window row
+    is rolled back with its transaction instead of being written twice.
+    """
+    condition = _M.c.watermark.is_(None) if old is None else _M.c.watermark == old
+    stmt = update(_M).where(_M.c.id == monitor_id, condition).values(watermark=new, last_run_at=now)
+    return (session.execute(stmt).rowcount or 0) == 1
+
+
+def insert_window(
+    session: Session,
+    *,
+    monitor_id: int,
+    window_start: datetime,
+    window_end: datetime,
+    rows: int,
+    labelled: int,
+    drift: Any,
+    performance: Any,
+    computed_at: datetime,
+) -> None:
+    session.execute(
+        _W.insert().values(
+            monitor_id=monitor_id,
+            window_start=window_start,
+            window_end=window_end,
+            rows=rows,
+            labelled=labelled,
+            drift=drift,
+            performance=performance,
+            computed_at=computed_at,
+            updated_at=computed_at,
+        )
+    )
+
+
+def update_window_performance(
+    session: Session,
+    monitor_id: int,
+    window_start: datetime,
+    *,
+    labelled: int,
+    performance: Any,
+    at: datetime,
+) -> None:
+    """Replace one window's performance (labels arrived later); ``updated_at`` records when."""
+    session.execute(
+        update(_W)
+        .where(_W.c.monitor_id == monitor_id, _W.c.window_start == window_start)
+        .values(labelled=labelled, performance=performance, updated_at=at)
+    )
+
+
+def select_windows(
+    session: Session,
+    monitor_id: int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 500,
+    newest: bool = False,
+) -> list[Any]:
+    """Windows starting in [since, until): the newest ``limit`` of them, returned oldest first."""
+    stmt = select(*WINDOW_COLUMNS).where(_W.c.monitor_id == monitor_id)
+    if since is not None:
+        stmt = stmt.where(_W.c.window_start >= since)
+    if until is not None:
+        stmt = stmt.where(_W.c.window_start < until)
+    rows = list(session.execute(stmt.order_by(_W.c.window_start.desc()).limit(limit)))
+    rows.reverse()
+    return rows
+
+
+def window_freshness(session: Session, monitor_id: int, *, since: datetime) -> dict[datetime, datetime]:
+    """``window_start -> updated_at`` for windows ending after ``since`` (the label horizon)."""
+    stmt = select(_W.c.window_start, _W.c.updated_at).where(
+        _W.c.monitor_id == monitor_id, _W.c.window_end > since
+    )
+    return {start: updated for start, updated in session.execute(stmt)}
