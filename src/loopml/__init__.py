@@ -50,6 +50,8 @@ _LAZY = {
         ["InferenceLog", "InferenceRecord", "analyse_ab", "score_dataset"], "loopml.serving.inference"
     ),
     **dict.fromkeys(["Endpoints", "EndpointSpec"], "loopml.serving.endpoints"),
+    **dict.fromkeys(["AsyncRequests", "AsyncRequest"], "loopml.serving.asynchronous"),
+    **dict.fromkeys(["Notifier", "Notification", "Webhook", "Delivery"], "loopml.notify"),
     **dict.fromkeys(
         [
             "Registry",

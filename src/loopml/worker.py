@@ -44,7 +44,6 @@ Handler = Callable[[Context, Job], "dict[str, Any] | None"]
 BUILTIN_HANDLER_MODULES = (
     "loopml.pipelines",
     "loopml.notify.jobs",
-    "loopml.serving.asynchronous.jobs",
     "loopml.monitoring.jobs",
     "loopml.apps.moderation.jobs",
 )

@@ -36,7 +36,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 OPTIONAL_ROUTERS: tuple[tuple[str, str], ...] = (("loopml.serving.endpoints", "router"),)
 #: Reference systems that plug into the app: each module exposes ``api_router``, ``ui_router``
 #: (FastAPI ``APIRouter``s), ``NAV`` (``[(label, href)]``) and optionally ``TEMPLATES_DIR``.
-BUILTIN_APPS: tuple[str, ...] = ("loopml.apps.demand.web",)
+BUILTIN_APPS: tuple[str, ...] = ("loopml.apps.demand.web", "loopml.apps.moderation.web")
 
 
 def create_app(
