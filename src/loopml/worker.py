@@ -45,6 +45,7 @@ BUILTIN_HANDLER_MODULES = (
     "loopml.pipelines",
     "loopml.notify.jobs",
     "loopml.monitoring.jobs",
+    "loopml.monitoring.loop_jobs",
     "loopml.apps.moderation.jobs",
 )
 TRACEBACK_CHARS = 2000

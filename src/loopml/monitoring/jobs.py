@@ -20,7 +20,7 @@ def tick_step(now: str, lm: Any) -> dict[str, Any]:
     """Run one monitoring tick; ``now`` (ISO, empty = the clock) replays a moment."""
     from loopml.monitoring.tick import tick
 
-    return tick(lm, now=now or None)
+    return tick(lm, now=now or None, inline=False)
 
 
 TICK_PIPELINE = register(

@@ -22,12 +22,14 @@ from loopml.storage.metadata.base import utcnow
 log = logging.getLogger("loopml.monitoring")
 
 #: (part name, the call on ``lm``) in the order a tick runs them.
-PARTS: tuple[tuple[str, Callable[[Any, datetime], Any]], ...] = (
-    ("monitors", lambda lm, now: lm.monitors.run_all(now=now)),
-    ("slos", lambda lm, now: lm.slos.evaluate_all(now=now)),
-    ("alert_rules", lambda lm, now: lm.alert_rules.evaluate(now=now)),
-    ("loop_alerts", lambda lm, now: lm.loop.process_alerts(now=now)),
-    ("loop_advance", lambda lm, now: lm.loop.advance_all(now=now)),
+#: ``inline`` says whether a loop's retraining may run in this process (CLI, demo) or must wait for a
+#: worker (the scheduled pipeline already runs inside one and must not block it for a whole retrain).
+PARTS: tuple[tuple[str, Callable[[Any, datetime, bool], Any]], ...] = (
+    ("monitors", lambda lm, now, inline: lm.monitors.run_all(now=now)),
+    ("slos", lambda lm, now, inline: lm.slos.evaluate_all(now=now)),
+    ("alert_rules", lambda lm, now, inline: lm.alert_rules.evaluate(now=now)),
+    ("loop_alerts", lambda lm, now, inline: lm.loop.process_alerts(now=now)),
+    ("loop_advance", lambda lm, now, inline: lm.loop.advance_all(now=now, inline=inline)),
 )
 
 
@@ -44,7 +46,7 @@ def jsonable(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS))
 
 
-def tick(lm: Any, *, now: datetime | str | None = None) -> dict[str, Any]:
+def tick(lm: Any, *, now: datetime | str | None = None, inline: bool = True) -> dict[str, Any]:
     """Run every part once; returns ``{"at", "ok", "parts": {name: {"ok", "seconds", "result" | "error"}}}``.
 
     ``now`` (default: the clock) is passed to every part, so a replay or a test sees one instant.
@@ -54,7 +56,7 @@ def tick(lm: Any, *, now: datetime | str | None = None) -> dict[str, Any]:
     for name, call in PARTS:
         started = time.perf_counter()
         try:
-            result = jsonable(call(lm, moment))
+            result = jsonable(call(lm, moment, inline))
             parts[name] = {"ok": _part_ok(result), "result": result}
         except Exception as exc:  # reported, not raised: the next part must still run
             log.exception("loopml: monitoring tick part %s failed", name)

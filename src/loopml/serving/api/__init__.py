@@ -7,9 +7,20 @@ from fastapi import APIRouter
 
 def build_router() -> APIRouter:
     """All admin routers in one; imported lazily so ``loopml.serving`` stays cheap to import."""
-    from loopml.serving.api import alerts, datasets, jobs, models, pipelines, runs
+    from loopml.serving.api import (
+        alerts,
+        datasets,
+        jobs,
+        loop,
+        models,
+        monitors,
+        notify,
+        pipelines,
+        runs,
+        slos,
+    )
 
     router = APIRouter()
-    for module in (datasets, jobs, pipelines, runs, models, alerts):
+    for module in (datasets, jobs, pipelines, runs, models, alerts, notify, slos, monitors, loop):
         router.include_router(module.router)
     return router

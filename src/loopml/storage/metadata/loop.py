@@ -21,8 +21,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, delete, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from loopml.storage.metadata.base import Base, BigId, JSONType, UTCDateTime, utcnow
 
@@ -106,3 +106,156 @@ class LoopStepRow(Base):
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries (used by loopml.monitoring.loop). Every function takes the caller's session, so a state
+# change, its step row and its audit event commit together.
+# ---------------------------------------------------------------------------------------------
+
+EVENT_POLICY_CREATED = "loop.policy_created"
+EVENT_POLICY_UPDATED = "loop.policy_updated"
+EVENT_POLICY_DELETED = "loop.policy_deleted"
+#: ``loop.<stage>`` / ``loop.<status>`` events use the run id as subject.
+EVENT_PREFIX = "loop."
+
+
+def get_policy(session: Session, name: str, *, for_update: bool = False) -> ActionPolicyRow | None:
+    """One policy; ``for_update`` serialises run creation for it (PostgreSQL row lock)."""
+    stmt = select(ActionPolicyRow).where(ActionPolicyRow.name == name)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def list_policies(session: Session) -> list[ActionPolicyRow]:
+    return list(session.scalars(select(ActionPolicyRow).order_by(ActionPolicyRow.name)))
+
+
+def policy_names(session: Session) -> list[str]:
+    return list(session.scalars(select(ActionPolicyRow.name).order_by(ActionPolicyRow.name)))
+
+
+def add_policy(
+    session: Session, *, name: str, spec: dict[str, Any], enabled: bool, at: datetime
+) -> ActionPolicyRow:
+    row = ActionPolicyRow(name=name, spec=spec, enabled=enabled, created_at=at, updated_at=at)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update_policy(
+    session: Session, row: ActionPolicyRow, *, spec: dict[str, Any], enabled: bool, at: datetime
+) -> None:
+    row.spec = spec
+    row.enabled = enabled
+    row.updated_at = at
+    session.flush()
+
+
+def delete_policy(session: Session, row: ActionPolicyRow) -> None:
+    session.execute(delete(ActionPolicyRow).where(ActionPolicyRow.id == row.id))
+
+
+def add_run(session: Session, **values: Any) -> LoopRunRow:
+    row = LoopRunRow(**values)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_run(session: Session, run_id: int, *, for_update: bool = False) -> LoopRunRow | None:
+    stmt = select(LoopRunRow).where(LoopRunRow.id == run_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def list_runs(
+    session: Session, *, status: str | None = None, policy: str | None = None, limit: int = 50
+) -> list[LoopRunRow]:
+    """Newest first."""
+    stmt = select(LoopRunRow).order_by(LoopRunRow.created_at.desc(), LoopRunRow.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(LoopRunRow.status == status)
+    if policy is not None:
+        stmt = stmt.where(LoopRunRow.policy == policy)
+    return list(session.scalars(stmt))
+
+
+def active_run(session: Session, policy: str) -> LoopRunRow | None:
+    """The run of ``policy`` still in progress (at most one is created per policy)."""
+    stmt = (
+        select(LoopRunRow)
+        .where(LoopRunRow.policy == policy, LoopRunRow.status.in_(ACTIVE_STATUSES))
+        .order_by(LoopRunRow.id.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def active_run_ids(session: Session, *, limit: int = 1000) -> list[int]:
+    """Runs a worker should advance (running, oldest change first); waiting_approval runs wait for a person."""
+    stmt = (
+        select(LoopRunRow.id)
+        .where(LoopRunRow.status == RUNNING)
+        .order_by(LoopRunRow.updated_at, LoopRunRow.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def last_finished_at(session: Session, policy: str) -> datetime | None:
+    """When the newest finished run of ``policy`` ended (the start of its cooldown)."""
+    return session.scalar(select(func.max(LoopRunRow.finished_at)).where(LoopRunRow.policy == policy))
+
+
+def latest_run_for_alert(session: Session, policy: str, alert_id: int) -> LoopRunRow | None:
+    stmt = (
+        select(LoopRunRow)
+        .where(LoopRunRow.policy == policy, LoopRunRow.alert_id == alert_id)
+        .order_by(LoopRunRow.id.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def add_step(
+    session: Session, *, run_id: int, step: str, status: str, detail: str, data: dict[str, Any], at: datetime
+) -> LoopStepRow:
+    row = LoopStepRow(loop_run_id=run_id, step=step, status=status, detail=detail, data=data, at=at)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_steps(session: Session, run_ids: list[int]) -> list[LoopStepRow]:
+    """Steps of the given runs in the order they were written (the loop clock may be simulated)."""
+    if not run_ids:
+        return []
+    stmt = (
+        select(LoopStepRow)
+        .where(LoopStepRow.loop_run_id.in_(run_ids))
+        .order_by(LoopStepRow.loop_run_id, LoopStepRow.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def versions_of_pipeline_run(session: Session, model: str, pipeline_run_id: str) -> list[int]:
+    """Version numbers of ``model`` registered by a tracking run of ``pipeline_run_id``, newest first.
+
+    This is the lineage join model_versions.run_id -> runs.pipeline_run_id: how the loop finds the
+    candidate a retrain pipeline produced without the pipeline having to report it.
+    """
+    from loopml.storage.metadata.registry import ModelRow, ModelVersionRow
+    from loopml.storage.metadata.tracking import Run
+
+    stmt = (
+        select(ModelVersionRow.number)
+        .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
+        .join(Run, Run.id == ModelVersionRow.run_id)
+        .where(ModelRow.name == model, Run.pipeline_run_id == pipeline_run_id)
+        .order_by(ModelVersionRow.number.desc())
+    )
+    return list(session.scalars(stmt))
