@@ -57,7 +57,18 @@ def _demand(lm: Loopml, fast: bool) -> None:
     tell(lm, fast)
 
 
-SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {"starter": _starter, "fraud": _fraud, "demand": _demand}
+def _loop(lm: Loopml, fast: bool) -> None:
+    from loopml.apps.fraud.loop_cli import tell_loop
+
+    tell_loop(lm, fast)
+
+
+SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {
+    "starter": _starter,
+    "fraud": _fraud,
+    "demand": _demand,
+    "loop": _loop,
+}
 
 
 def register(app: typer.Typer) -> None:
