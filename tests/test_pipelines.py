@@ -297,3 +297,15 @@ def test_a_param_annotated_any_accepts_anything(lm_sqlite: Loopml) -> None:
     run = lm_sqlite.pipelines.run(pipe, {"value": "2026-12-01"})
     assert run.status == "succeeded", run.error
     assert lm_sqlite.pipelines.output(run.id, "echo_any") == {"value": "2026-12-01"}
+
+
+@step
+def return_any(value: typing.Any) -> typing.Any:
+    return [value]
+
+
+def test_a_step_returning_any_is_not_checked(lm_sqlite: Loopml) -> None:
+    pipe = Pipeline("tp-any-out", [return_any], params={"value": 1})
+    run = lm_sqlite.pipelines.run(pipe, {"value": 3})
+    assert run.status == "succeeded", run.error
+    assert lm_sqlite.pipelines.output(run.id, "return_any") == [3]

@@ -57,6 +57,12 @@ def _demand(lm: Loopml, fast: bool) -> None:
     tell(lm, fast)
 
 
+def _moderation(lm: Loopml, fast: bool) -> None:
+    from loopml.cli.moderation import tell
+
+    tell(lm, fast)
+
+
 def _loop(lm: Loopml, fast: bool) -> None:
     from loopml.apps.fraud.loop_cli import tell_loop
 
@@ -67,6 +73,7 @@ SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {
     "starter": _starter,
     "fraud": _fraud,
     "demand": _demand,
+    "moderation": _moderation,
     "loop": _loop,
 }
 

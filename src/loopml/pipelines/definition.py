@@ -56,7 +56,7 @@ class Step:
 
     def output_type(self) -> type | None:
         hint = _type_hints(self.fn).get("return")
-        return hint if isinstance(hint, type) and hint is not type(None) else None
+        return hint if isinstance(hint, type) and hint not in (type(None), Any) else None
 
 
 @overload
