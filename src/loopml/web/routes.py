@@ -28,6 +28,7 @@ from loopml.web.format import install_filters
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 NAV = (
     ("overview", "Overview", "/ui/"),
+    ("health", "Health", "/ui/overview"),
     ("datasets", "Datasets", "/ui/datasets"),
     ("pipelines", "Pipelines", "/ui/pipelines"),
     ("runs", "Runs", "/ui/runs"),
@@ -36,6 +37,9 @@ NAV = (
     ("jobs", "Jobs", "/ui/jobs"),
     ("endpoints", "Endpoints", "/ui/endpoints"),
     ("alerts", "Alerts", "/ui/alerts"),
+    ("monitors", "Monitors", "/ui/monitors"),
+    ("slos", "SLOs", "/ui/slos"),
+    ("loop", "Loop", "/ui/loop"),
 )
 T = TypeVar("T")
 
@@ -64,6 +68,9 @@ def install_dashboard(app: FastAPI, *, apps: Sequence[Any] = ()) -> None:
     app.state.templates = templates
     app.state.nav = tuple(nav)
     app.include_router(router)
+    from loopml.web import monitoring_routes  # imports this module: include it once both exist
+
+    app.include_router(monitoring_routes.router)
     for plugin in apps:
         app.include_router(plugin.ui_router)
 
