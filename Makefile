@@ -34,12 +34,14 @@ lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-# Benchmarks compare against other tools (MLflow, statsforecast), kept out of .venv in their own venv.
+# Benchmarks compare against other tools (MLflow, statsforecast, Evidently), kept out of .venv in their
+# own venv. Evidently 0.7 does not import under pandas 3, hence the pandas pin here only.
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade "pip>=24"
-	$(BENCH_VENV)/bin/pip install --quiet -e ".[dev]" "mlflow>=2.14,<4" "statsforecast>=2,<3"
+	$(BENCH_VENV)/bin/pip install --quiet -e ".[dev]" "mlflow>=2.14,<4" "statsforecast>=2,<3" \
+		"evidently==0.7.23" "pandas>=2.2,<3"
 	touch $@
 
 bench: $(STAMP_DEV) $(BENCH_VENV)/.installed
