@@ -191,8 +191,8 @@ def run_api(host: str, port: int) -> None:
     )
 
 
-#: Queues the worker of ``loopml up`` serves: pipelines, webhook deliveries, async screening, the loop.
-WORKER_QUEUES = ("default", "notify", "moderation", "loop")
+#: Queues the worker of ``loopml up`` serves: pipelines and the loop (default), webhook deliveries, async screening.
+WORKER_QUEUES = ("default", "notify", "moderation")
 
 
 def run_worker_role(concurrency: int) -> None:
