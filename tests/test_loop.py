@@ -27,6 +27,7 @@ from loopml.storage.metadata.base import utcnow
 
 PIPELINE = "loop-test-retrain"
 FEATURES = ["x0", "x1"]
+EVAL_CONTRACT = Contract(columns=[Column(c, "float") for c in FEATURES] + [Column("y", "int")])
 
 
 def _data(n: int, seed: int, noise: float = 0.0) -> pd.DataFrame:
@@ -60,6 +61,13 @@ def retrain(lm: Any, pipeline_run_id: str, kind: str, loop_run_id: int) -> dict:
     frame = _data(400, seed=7)
     if kind == "bad":
         frame = frame.assign(y=1 - frame["y"])  # labels joined with a bug: the model learns the opposite
+    if kind == "cents":
+        # a unit bug upstream: x0 arrives x100 in the training data *and* in the gate's refreshed eval set,
+        # while serving still sends x0 as before; the offline gate cannot see it
+        frame = frame.assign(x0=frame["x0"] * 100)
+        lm.datasets.ingest(
+            "m_eval", _data(300, seed=3).assign(x0=lambda f: f["x0"] * 100), contract=EVAL_CONTRACT
+        )
     model: Any = _fit(frame)
     flavor = None
     if kind == "broken":
@@ -110,8 +118,9 @@ class World:
                     "weights": [0.3, 0.6],
                     "min_requests": 12,
                     # m/2 is much sharper than the noisy m/1, so their score distributions differ by design
-                    # (PSI ~3 on these samples); the fraud story derives this limit from the shadow instead
-                    "rollback": {"min_requests": 12, "max_p99_ratio": 1000.0, "max_psi": 1000.0},
+                    # (PSI ~3 on these samples): the canary's PSI limit is derived from the shadow's, the
+                    # policy's 0.25 is only the floor
+                    "rollback": {"min_requests": 12, "max_p99_ratio": 1000.0, "max_psi": 0.25},
                 },
             },
         }
@@ -193,6 +202,58 @@ def test_a_better_model_goes_through_shadow_and_canary_and_is_promoted(world: Wo
     assert history[:4] == ["promote", "policy", "policy", "policy"]  # shadow, canary 30 %, 60 %, promote
     events = _events(lm, run.id)
     assert "loop.triggered" in events and "loop.promoted" in events
+
+
+def test_the_canary_psi_limit_is_derived_from_the_shadow() -> None:
+    from loopml.monitoring.loop_steps import canary_rule
+
+    policy = {"min_requests": 60, "max_psi": 2.0}
+    rule, why = canary_rule(policy, 3.576)  # the default-size fraud demo's honest retrain
+    assert rule.max_psi == pytest.approx(3.576 * 1.5 + 0.25, abs=1e-3) and rule.min_requests == 60
+    assert "3.576 x 1.5 + 0.25" in why and "above the policy's 2" in why
+    rule, why = canary_rule(policy, 0.145)  # the fast demo's: the policy's limit is the floor
+    assert rule.max_psi == 2.0 and "below it" in why
+    rule, why = canary_rule(policy, None)  # no shadow stage: the policy's limit
+    assert rule.max_psi == 2.0 and "no shadow PSI" in why
+
+
+def test_a_sharper_model_passes_a_canary_whose_psi_limit_comes_from_the_shadow(world: World) -> None:
+    lm = world.lm
+    lm.loop.create_policy(world.policy(), actor="test")  # rollback.max_psi 0.25: m/2 differs far more
+    run = lm.loop.start("p", actor="ops")
+    run = world.drive(run.id, watchdog=True)
+    assert run.status == "promoted", run.outcome
+    shadow = next(s for s in run.steps if s.step == "shadow" and s.status == "ok")
+    limit = shadow.data["max_psi"]
+    assert shadow.data["psi"] > 1.0 and limit == pytest.approx(shadow.data["psi"] * 1.5 + 0.25, abs=1e-3)
+    assert "canary PSI limit" in shadow.detail
+    canaries = [s for s in run.steps if s.step == "canary" and s.status == "ok"]
+    assert canaries and all(0.25 < s.data["psi"] <= limit for s in canaries)
+    assert (
+        "skew check off: no offline evaluation data" in next(s for s in run.steps if s.step == "gates").detail
+    )
+
+
+def test_training_serving_skew_rolls_the_canary_back(world: World) -> None:
+    lm = world.lm
+    lm.datasets.ingest("m_eval", _data(300, seed=3), contract=EVAL_CONTRACT)
+    lm.registry.protect("m", "champion", [BeatsCurrent("accuracy", "m_eval", "y")], actor="test")
+    lm.loop.create_policy(
+        world.policy(retrain={"pipeline": PIPELINE, "params": {"kind": "cents"}}), actor="test"
+    )
+    run = lm.loop.start("p", actor="ops", reason="weekly retrain")
+    run = world.drive(run.id, watchdog=True)
+    assert run.status == "rolled_back", run.outcome
+    assert "training/serving skew: candidate scores live differ from its offline evaluation" in run.outcome
+    gates = next(s for s in run.steps if s.step == "gates")
+    assert gates.data["skew"]["source"] == "m_eval@2" and gates.data["skew"]["max_psi"] == 1.0
+    assert "beats_current(accuracy)" in gates.detail  # the skewed eval set let it pass the gate
+    shadow = next(s for s in run.steps if s.step == "shadow" and s.status == "ok")
+    assert shadow.data["skew_psi"] > 1.0 and "skew PSI" in shadow.detail  # reported in shadow
+    rollback = next(s for s in run.steps if s.step == "rollback")
+    assert rollback.data["skew_psi"] > rollback.data["skew_max_psi"] == 1.0
+    assert lm.endpoints.get("e").spec.policy == Single("m@champion") and _champion(lm) == 1
+    assert lm.endpoints.history("e", limit=1)[0].action == "rollback"
 
 
 def _events(lm: Loopml, run_id: int) -> list[str]:
@@ -295,6 +356,25 @@ def test_reject_during_shadow_restores_the_endpoint(sqlite_world: World) -> None
         lm.loop.approve(run.id, actor="ops")
 
 
+def test_a_shadow_with_min_seconds_covers_that_long(sqlite_world: World) -> None:
+    world = sqlite_world
+    lm = world.lm
+    release = world.policy().to_dict()["release"]
+    release["shadow"] = {"min_requests": 20, "min_seconds": 600}
+    lm.loop.create_policy(world.policy(release=release), actor="test")
+    start = utcnow()
+    run = lm.loop.start("p", actor="ops", now=start)
+    for _ in range(4):
+        run = lm.loop.advance(run.id, now=start)
+    assert run.stage == "shadow"
+    world.rt.refresh(force=True)
+    world.send(40)
+    run = lm.loop.advance(run.id, now=start + timedelta(seconds=300))  # enough outputs, too soon
+    assert run.stage == "shadow" and "and 600 s" in run.steps[-1].detail
+    run = lm.loop.advance(run.id, now=start + timedelta(seconds=900))
+    assert run.stage == "canary", run.outcome
+
+
 def test_shadow_timeout_fails_and_restores(sqlite_world: World) -> None:
     world = sqlite_world
     lm = world.lm
@@ -332,6 +412,14 @@ def test_bad_policies_and_calls_name_the_field(world: World) -> None:
     )
     refused(ValidationError, "release.shadow.max_error_rate", release={"shadow": {"max_error_rate": 2}})
     refused(ValidationError, "release.alias", release={"alias": "no spaces"})
+    refused(
+        ValidationError,
+        "release.shadow.min_seconds",
+        release={"shadow": {"min_seconds": 7200, "timeout_seconds": 3600}},
+    )
+    refused(ValidationError, "release.skew.max_psi", release={"skew": {"max_psi": 0}})
+    refused(ValidationError, "release.skew.eval_dataset", release={"skew": {"eval_dataset": "no such!"}})
+    refused(NotFoundError, "release.skew.eval_dataset", release={"skew": {"eval_dataset": "nope@2"}})
     refused(ValidationError, "cooldown_seconds", cooldown_seconds=-1)
     refused(ValidationError, "colour", colour="red")
     refused(

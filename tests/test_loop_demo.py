@@ -32,9 +32,14 @@ def test_loop_demo_promotes_the_better_model_and_rolls_back_the_worse(lm) -> Non
     ]
     assert [s for s in dict.fromkeys(steps) if s in order] == order, steps
     assert first.timeline[-1]["status"] == "resolved"
-    # run 2: the skewed retrain passes its own (equally skewed) gate, the watchdog rolls the canary back
+    # the canary's PSI limit came from the shadow, and the honest retrain's skew stayed low
+    shadow = next(i for i in first.timeline if i["step"] == "shadow" and i["status"] == "ok")
+    assert "canary PSI limit" in shadow["detail"] and shadow["data"]["skew_psi"] < 1.0
+    # run 2: the skewed retrain passes its own (equally skewed) gate; live, its scores do not look like
+    # its scores on that eval set, so the loop's skew check rolls the canary back
     assert second.status == "rolled_back", second.outcome
-    assert "canary-watchdog" in (second.outcome or "")
+    assert "training/serving skew" in (second.outcome or "")
+    assert not result.unfinished
     assert any(g["passed"] for g in second.gates)
     assert second.retrain["amount_source"] == "ledger"
     # better model: higher AUC on the same post-shift traffic; the skewed one is worse than the champion
@@ -68,3 +73,12 @@ def test_loop_demo_rejects_bad_input(lm_sqlite) -> None:
     with pytest.raises(ValidationError) as err:
         run_loop_story(lm_sqlite, loop_config(True), settings=LoopSettings(live_day=12))
     assert err.value.field == "live_day"
+
+
+def test_webhook_texts_are_printed_unescaped() -> None:
+    from loopml.apps.fraud.loop_cli import slack_text
+
+    # Slack's mrkdwn escapes &, < and >; people read the decoded text
+    assert slack_text({"text": "recall &lt; 0.4 &amp; auc &gt;= 0.9"}) == "recall < 0.4 & auc >= 0.9"
+    assert slack_text({"text": "a &amp;lt; b"}) == "a &lt; b"  # an escaped entity stays one
+    assert slack_text(None) == "" and slack_text({"raw": "x"}) == ""

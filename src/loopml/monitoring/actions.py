@@ -30,9 +30,10 @@ MAX_COOLDOWN = 365 * 86400.0
 
 ON_KEYS = ("alert_key_prefix", "rule", "min_severity")
 RETRAIN_KEYS = ("pipeline", "params", "timeout_seconds")
-RELEASE_KEYS = ("alias", "shadow", "canary", "approve_promotion")
-SHADOW_KEYS = ("min_requests", "max_error_rate", "min_agreement", "sample", "timeout_seconds")
+RELEASE_KEYS = ("alias", "shadow", "canary", "skew", "approve_promotion")
+SHADOW_KEYS = ("min_requests", "min_seconds", "max_error_rate", "min_agreement", "sample", "timeout_seconds")
 CANARY_KEYS = ("weights", "min_requests", "rollback", "timeout_seconds")
+SKEW_KEYS = ("eval_dataset", "label", "max_psi")
 POLICY_KEYS = (
     "name",
     "on",
@@ -48,6 +49,7 @@ POLICY_KEYS = (
 
 DEFAULT_SHADOW: dict[str, Any] = {
     "min_requests": 200,
+    "min_seconds": 0.0,
     "max_error_rate": 0.02,
     "min_agreement": None,
     "sample": 1.0,
@@ -59,6 +61,11 @@ DEFAULT_CANARY: dict[str, Any] = {
     "rollback": RollbackRule().to_dict(),
     "timeout_seconds": 3600.0,
 }
+#: Training/serving skew: PSI of the candidate's live scores against its own scores on its offline
+#: evaluation data. 1.0 sits between what the fraud demo measured for an honest retrain (<= 0.35)
+#: and for a retrain whose amounts were in cents (>= 2.5) at both demo sizes (docs/loop.md).
+DEFAULT_SKEW: dict[str, Any] = {"eval_dataset": None, "label": None, "max_psi": 1.0}
+DATASET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}(@[1-9][0-9]{0,9})?$")
 
 
 def check_policy_name(name: Any, field_name: str = "name") -> str:
@@ -147,10 +154,21 @@ def _shadow(data: Any) -> dict[str, Any] | None:
     check_keys(data, SHADOW_KEYS, where="release.shadow", owner="the shadow stage")
     merged = {**DEFAULT_SHADOW, **data}
     agreement = merged["min_agreement"]
+    timeout = _timeout(merged["timeout_seconds"], "release.shadow.timeout_seconds")
+    min_seconds = check_number(
+        merged["min_seconds"], "release.shadow.min_seconds", low=0, high=MAX_TIMEOUT, hint=" (seconds)"
+    )
+    if min_seconds >= timeout:
+        raise ValidationError(
+            f"release.shadow.min_seconds={min_seconds:g} must be shorter than release.shadow.timeout_seconds "
+            f"({timeout:g}): the shadow would time out before it may end",
+            field="release.shadow.min_seconds",
+        )
     return {
         "min_requests": check_number(
             merged["min_requests"], "release.shadow.min_requests", low=1, high=10_000_000, integer=True
         ),
+        "min_seconds": min_seconds,
         "max_error_rate": check_number(
             merged["max_error_rate"], "release.shadow.max_error_rate", low=0, high=1
         ),
@@ -158,7 +176,7 @@ def _shadow(data: Any) -> dict[str, Any] | None:
         if agreement is None
         else check_number(agreement, "release.shadow.min_agreement", low=0, high=1),
         "sample": check_number(merged["sample"], "release.shadow.sample", low=0, high=1, low_open=True),
-        "timeout_seconds": _timeout(merged["timeout_seconds"], "release.shadow.timeout_seconds"),
+        "timeout_seconds": timeout,
     }
 
 
@@ -205,6 +223,36 @@ def _canary(data: Any) -> dict[str, Any] | None:
     }
 
 
+def _skew(data: Any) -> dict[str, Any] | None:
+    """``release.skew``: where the candidate's offline scores come from and how far live may drift."""
+    if data is None or data is False:
+        return None
+    data = _mapping(data, "release.skew")
+    check_keys(data, SKEW_KEYS, where="release.skew", owner="the training/serving skew check")
+    merged = {**DEFAULT_SKEW, **data}
+    source, label = merged["eval_dataset"], merged["label"]
+    if source is not None and (not isinstance(source, str) or not DATASET_RE.match(source)):
+        raise ValidationError(
+            f"release.skew.eval_dataset={source!r} is not a dataset reference: use 'name' (latest "
+            "version when the gates run) or 'name@N'; leave it out to use the alias's BeatsCurrent data",
+            field="release.skew.eval_dataset",
+        )
+    if label is not None:
+        label = _text(label, "release.skew.label", max_len=200)
+    return {
+        "eval_dataset": source,
+        "label": label,
+        "max_psi": check_number(
+            merged["max_psi"],
+            "release.skew.max_psi",
+            low=0,
+            low_open=True,
+            high=100,
+            hint=" (a PSI, e.g. 1.0)",
+        ),
+    }
+
+
 def _release(data: Any) -> dict[str, Any]:
     data = _mapping({} if data is None else data, "release")
     check_keys(data, RELEASE_KEYS, where="release", owner="the release settings")
@@ -218,6 +266,7 @@ def _release(data: Any) -> dict[str, Any]:
         "alias": alias,
         "shadow": _shadow(data.get("shadow", DEFAULT_SHADOW)),
         "canary": _canary(data.get("canary", DEFAULT_CANARY)),
+        "skew": _skew(data.get("skew", DEFAULT_SKEW)),
         "approve_promotion": _bool(data.get("approve_promotion", False), "release.approve_promotion"),
     }
 

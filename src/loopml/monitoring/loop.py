@@ -699,6 +699,15 @@ class Loop:
             lm.registry.get_model(policy.model)
         except NotFoundError as exc:
             raise NotFoundError(f"model: {exc}", field="model") from None
+        skew = (policy.release or {}).get("skew") or {}
+        if skew.get("eval_dataset"):
+            name, _, number = str(skew["eval_dataset"]).partition("@")
+            try:
+                lm.datasets.version(name, int(number) if number else "latest")
+            except NotFoundError as exc:
+                raise NotFoundError(
+                    f"release.skew.eval_dataset: {exc}", field="release.skew.eval_dataset"
+                ) from None
         served = set()
         for ref in endpoint.spec.models():
             try:

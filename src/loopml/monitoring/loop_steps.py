@@ -16,15 +16,17 @@ the wall clock (``wall``) bounds inference-log queries, because the log records 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from loopml.errors import ConflictError, LoopmlError, NotFoundError
+from loopml.errors import ConflictError, LoopmlError, NotFoundError, ValidationError
 from loopml.monitoring.loop_records import LoopRun
 from loopml.serving.endpoints.definitions import Canary, RollbackRule, Shadow, Single
 from loopml.serving.endpoints.policies import canary_verdict, psi
@@ -38,6 +40,18 @@ ACTOR = "loop"
 SHADOW_SCAN = 200_000
 #: A policy change of this run younger than this is taken as another process's transition in flight.
 IN_FLIGHT_SECONDS = 60.0
+#: The canary's baseline-vs-canary PSI limit is max(policy max_psi, shadow PSI x FACTOR + MARGIN): the
+#: shadow measured how differently the two models score the same requests, so the canary is judged
+#: against that, not against a constant tuned on one traffic mix (a sharper model moves scores a lot).
+SHADOW_PSI_FACTOR = 1.5
+SHADOW_PSI_MARGIN = 0.25
+#: Most rows of the offline evaluation data the candidate scores for the skew check (evenly spaced).
+SKEW_ROWS = 50_000
+#: The offline scores are kept in the run as at most this many evenly spaced quantiles.
+SKEW_SKETCH = 1000
+#: Fewest live scores a skew PSI is computed on (fewer: noise).
+SKEW_MIN_LIVE = 20
+_DATASET_REF = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]*)(?:@([1-9][0-9]*))?$")
 
 
 @dataclass
@@ -269,11 +283,20 @@ def check_gates(s: StageInput) -> Transition:
         if results
         else f"{alias!r} has no gates (unprotected alias); nothing to check"
     )
+    try:
+        skew, skew_note = offline_reference(s, report.results)
+    except SkewUnavailable as exc:
+        return terminal(
+            q.FAILED, str(exc), step="gates", step_status=q.STEP_FAILED, data={"results": results}
+        )
     entered = enter_release(s)
     if entered.status is not None:  # the release could not start: say why in the gates step
         return entered
-    entered.step, entered.detail = "gates", detail + _next(s, entered)
+    entered.step, entered.detail = "gates", detail + skew_note + _next(s, entered)
     entered.data = {"results": results, **entered.data}
+    if skew is not None:
+        entered.data["skew"] = {k: v for k, v in skew.items() if k != "offline"}
+        entered.run_data["skew"] = skew
     return entered
 
 
@@ -322,6 +345,167 @@ def _same_version(lm: Any, a: str, b: str) -> bool:
     return (va.model, va.number) == (vb.model, vb.number)
 
 
+# -------------------------------------------------------------------------------------------- skew
+#
+# Training/serving skew: the candidate's live scores (shadow, canary) against its *own* scores on its
+# offline evaluation data. A release gate cannot see a skew that the evaluation data shares with the
+# training data (amounts in cents in both), and the baseline-vs-canary PSI cannot tell a sharper model
+# from a broken one; but a model whose live scores do not look like the scores it was judged on has
+# not been judged at all. The offline side is computed once, at the gates, and kept in the run.
+
+
+class SkewUnavailable(LoopmlError):
+    """The policy names skew evaluation data (release.skew.eval_dataset) that cannot be scored."""
+
+
+def offline_reference(s: StageInput, results: Any) -> tuple[dict[str, Any] | None, str]:
+    """(run data for the skew check, a note for the gates step): the candidate's scores on its eval data.
+
+    Data: ``release.skew.eval_dataset`` if the policy names one (unreadable -> ``SkewUnavailable``),
+    else the exact dataset version the alias's ``BeatsCurrent`` gate just judged. Without either, or
+    for a model without one numeric score per row (multiclass), the check is off and the step says so.
+    """
+    cfg = s.release.get("skew")  # runs started before the skew check existed have none
+    if cfg is None:
+        return None, "; skew check off (release.skew is null)"
+    source, label, where = _skew_source(s, cfg, results)
+    if source is None:
+        return {"off": "no offline evaluation data"}, (
+            "; skew check off: no offline evaluation data (name release.skew.eval_dataset or protect "
+            "the alias with a BeatsCurrent gate)"
+        )
+    candidate = s.run.candidate or ""
+    try:
+        frame, described = _read_eval(s.lm, source)
+        scores = candidate_scores(s.lm, candidate, frame, label)
+    except LoopmlError as exc:
+        if where == "release.skew.eval_dataset":
+            raise SkewUnavailable(
+                f"skew: cannot score {candidate} on release.skew.eval_dataset {source!r}: {exc}",
+                field="release.skew.eval_dataset",
+            ) from None
+        return {"off": str(exc)}, f"; skew check off: cannot score {candidate} on {source}: {exc}"
+    if len(scores) < SKEW_MIN_LIVE:
+        return {"off": f"{len(scores)} offline scores"}, (
+            f"; skew check off: {described} gives only {len(scores)} scores (needs {SKEW_MIN_LIVE})"
+        )
+    data = {
+        "source": described,
+        "from": where,
+        "rows": len(scores),
+        "max_psi": float(cfg["max_psi"]),
+        "offline": sketch(scores),
+    }
+    return (
+        data,
+        f"; skew reference: {len(scores):,} scores of {candidate} on {described} (limit PSI {cfg['max_psi']:g})",
+    )
+
+
+def _skew_source(s: StageInput, cfg: dict[str, Any], results: Any) -> tuple[str | None, str | None, str]:
+    if cfg.get("eval_dataset"):
+        return cfg["eval_dataset"], cfg.get("label"), "release.skew.eval_dataset"
+    alias = s.release["alias"]
+    version = s.lm.registry.get_version(s.run.candidate or "")
+    protection = s.lm.registry.protection(version.model, alias)
+    for gate in protection.gates if protection is not None else ():
+        if gate.get("type") != "beats_current" or not gate.get("eval_dataset"):
+            continue
+        source = str(gate["eval_dataset"])
+        name = f"beats_current({gate.get('metric')})"
+        judged = next((r.details.get("dataset") for r in results if r.gate == name), None)
+        if isinstance(judged, str) and _DATASET_REF.match(judged):
+            source = judged  # the very version the gate judged ("fraud_loop_eval@3"), not a later one
+        return source, cfg.get("label") or gate.get("label"), f"the {alias!r} BeatsCurrent gate"
+    return None, None, ""
+
+
+def _read_eval(lm: Any, source: str) -> tuple[Any, str]:
+    """Evaluation rows of ``name``, ``name@N`` or a stored frame ``sha256:...``, and how to name them."""
+    if source.startswith("sha256:"):
+        from loopml.registry.gates import parquet_to_frame
+
+        return parquet_to_frame(lm.ctx.artifacts.get_bytes(source)), f"stored frame {source[:19]}..."
+    match = _DATASET_REF.match(source)
+    if match is None:
+        raise NotFoundError(f"{source!r} is not a dataset reference ('name' or 'name@N')")
+    name, number = match.groups()
+    version = lm.datasets.version(name, int(number) if number else "latest")
+    return lm.datasets.read(name, version.number), f"{name}@{version.number}"
+
+
+def candidate_scores(lm: Any, ref: str, frame: Any, label: str | None) -> np.ndarray:
+    """The scores the endpoint would log for ``frame``: P(positive) of a binary classifier, or the value
+    of a regressor (``shape_outputs``); at most ``SKEW_ROWS`` evenly spaced rows."""
+    model = lm.registry.load(ref)
+    if label and label in frame.columns:
+        frame = frame.drop(columns=[label])
+    if len(frame) > SKEW_ROWS:
+        frame = frame.iloc[np.linspace(0, len(frame) - 1, SKEW_ROWS).astype(int)]
+    if model.is_classifier:
+        classes = list(model.classes or [])
+        if len(classes) != 2:
+            raise ValidationError(
+                f"{ref} has {len(classes)} classes; the skew check compares one score per request "
+                "(binary classifiers, regressors)",
+                field="release.skew",
+            )
+        values = np.asarray(model.predict_proba(frame, strict=False), dtype=float)[:, 1]
+    else:
+        values = np.asarray(model.predict(frame, strict=False), dtype=float)
+    return values[np.isfinite(values)]
+
+
+def sketch(scores: np.ndarray) -> list[float]:
+    """Scores as at most ``SKEW_SKETCH`` evenly spaced quantiles (observed values, so a tree model's
+    score clusters stay whole), 6 significant digits: small enough to keep in the run's JSON."""
+    values = np.sort(np.asarray(scores, dtype=float))
+    if len(values) > SKEW_SKETCH:
+        values = np.quantile(values, (np.arange(SKEW_SKETCH) + 0.5) / SKEW_SKETCH, method="inverted_cdf")
+    return [float(f"{v:.6g}") for v in values.tolist()]
+
+
+def skew_psi(run: LoopRun, live: Any) -> float | None:
+    """PSI of the candidate's live scores against its offline ones (None: no reference, too few live)."""
+    offline = (run.data.get("skew") or {}).get("offline")
+    values = np.asarray(live if live is not None else (), dtype=float)
+    values = values[np.isfinite(values)]
+    if not offline or len(values) < SKEW_MIN_LIVE:
+        return None
+    return psi(np.asarray(offline, dtype=float), values)
+
+
+def skew_reason(value: float, limit: float) -> str:
+    return (
+        "training/serving skew: candidate scores live differ from its offline evaluation "
+        f"(PSI {value:.3f} > {limit:g})"
+    )
+
+
+def canary_rule(policy_rule: dict[str, Any], shadow_psi: float | None) -> tuple[RollbackRule, str]:
+    """The canary's rollback rule with its PSI limit derived from the shadow, and the sentence that says how.
+
+    The shadow measured the PSI between the two models' scores on the *same* requests, i.e. how
+    differently they are meant to score; the canary (other requests, same traffic) should stay near
+    that. Limit = max(policy max_psi, shadow PSI x 1.5 + 0.25): room for sampling noise between two
+    sets of requests, never below what the policy asked for. Errors and latency are judged as before.
+    """
+    rule = RollbackRule.from_dict(policy_rule)
+    if shadow_psi is None:
+        return rule, f"canary PSI limit {rule.max_psi:g} (release.canary.rollback.max_psi; no shadow PSI)"
+    derived = shadow_psi * SHADOW_PSI_FACTOR + SHADOW_PSI_MARGIN
+    if derived <= rule.max_psi:
+        return rule, (
+            f"canary PSI limit {rule.max_psi:g} (policy; shadow PSI {shadow_psi:.3f} x {SHADOW_PSI_FACTOR:g} "
+            f"+ {SHADOW_PSI_MARGIN:g} = {derived:.2f} is below it)"
+        )
+    limit = round(derived, 3)
+    return dataclasses.replace(rule, max_psi=limit), (
+        f"canary PSI limit {limit:.2f} = shadow PSI {shadow_psi:.3f} x {SHADOW_PSI_FACTOR:g} + "
+        f"{SHADOW_PSI_MARGIN:g} (above the policy's {rule.max_psi:g})"
+    )
+
+
 # ------------------------------------------------------------------------------------------ shadow
 
 
@@ -334,8 +518,12 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def shadow_stats(lm: Any, endpoint: str, candidate: str, since: datetime) -> dict[str, Any]:
-    """Shadow outputs of ``candidate`` logged since ``since``: count, errors, mean agreement."""
+def shadow_stats(
+    lm: Any, endpoint: str, candidate: str, since: datetime, run: LoopRun | None = None
+) -> dict[str, Any]:
+    """Shadow outputs of ``candidate`` logged since ``since``: count, errors, mean agreement, the score
+    PSI against the baseline on the same requests, and (given the ``run``) the skew PSI against the
+    candidate's own offline scores."""
     version = lm.registry.get_version(candidate)
     frame = lm.inference.records(endpoint, since=since, limit=SHADOW_SCAN)
     n = errors = 0
@@ -344,6 +532,7 @@ def shadow_stats(lm: Any, endpoint: str, candidate: str, since: datetime) -> dic
     latencies: list[float] = []
     primary_scores: list[float] = []
     shadow_scores: list[float] = []
+    candidate_scores_live: list[float] = []
     outputs = frame["outputs"] if "outputs" in frame else [None] * len(frame)
     for entries, answered in zip(frame.get("shadow", ()), outputs, strict=False):
         for entry in _decode(entries) or ():
@@ -357,6 +546,8 @@ def shadow_stats(lm: Any, endpoint: str, candidate: str, since: datetime) -> dic
             if entry.get("agreement") is not None:
                 agreements.append(float(entry["agreement"]))
             a, b = score_of(first(_decode(answered))), score_of(first(entry.get("outputs")))
+            if b is not None:
+                candidate_scores_live.append(b)
             if a is not None and b is not None:
                 primary_scores.append(a)
                 shadow_scores.append(b)
@@ -376,6 +567,7 @@ def shadow_stats(lm: Any, endpoint: str, candidate: str, since: datetime) -> dic
         "psi": psi(np.asarray(primary_scores), np.asarray(shadow_scores))
         if len(primary_scores) >= 20
         else None,
+        "skew_psi": None if run is None else skew_psi(run, candidate_scores_live),
     }
 
 
@@ -386,9 +578,12 @@ def check_shadow(s: StageInput) -> Transition:
     current = lm.endpoints.get(endpoint).spec.policy
     if not (isinstance(current, Shadow) and current.primary == baseline and candidate in current.shadows):
         return _changed_outside(s, current)
-    stats = shadow_stats(lm, endpoint, candidate, s.stage_wall())
+    stats = shadow_stats(lm, endpoint, candidate, s.stage_wall(), s.run)
     n = stats["shadowed"]
-    if n < cfg["min_requests"]:
+    # a shadow that saw only the night's traffic measures a PSI the day's canary will not match:
+    # min_seconds (loop clock; e.g. a day) makes it cover the whole traffic cycle
+    young = s.elapsed() < float(cfg.get("min_seconds") or 0.0)
+    if n < cfg["min_requests"] or young:
         if s.elapsed() > cfg["timeout_seconds"]:
             _restore(s, Single(baseline), f"loop run {s.run.id}: shadow timed out")
             return terminal(
@@ -399,9 +594,12 @@ def check_shadow(s: StageInput) -> Transition:
                 step_status=q.STEP_FAILED,
                 data=stats,
             )
+        need = f"{cfg['min_requests']} shadow outputs" + (
+            f" and {cfg['min_seconds']:g} s" if cfg.get("min_seconds") else ""
+        )
         return Transition(
             step="shadow",
-            detail=f"{candidate} shadows {baseline}: waiting for {cfg['min_requests']} shadow outputs",
+            detail=f"{candidate} shadows {baseline}: waiting for {need}",
             wait_key="shadow",
             run_data={"shadow": stats},
         )
@@ -417,6 +615,7 @@ def check_shadow(s: StageInput) -> Transition:
         f"{n} shadow outputs: error rate {_pct(stats['error_rate'])}, agreement with {baseline} "
         f"{_pct(stats['agreement'])}"
         + (f", score PSI {stats['psi']:.3f}" if stats["psi"] is not None else "")
+        + _skew_note(s, stats["skew_psi"])
     )
     if problems:
         _restore(s, Single(baseline), f"loop run {s.run.id}: shadow rejected {candidate}")
@@ -431,8 +630,8 @@ def check_shadow(s: StageInput) -> Transition:
         return Transition(
             stage="promote", step="shadow", detail=summary, data=stats, run_data={"shadow": stats}
         )
-    entered = _set_canary(s, baseline, 0)
-    entered.step, entered.detail = "shadow", summary + _next(s, entered)
+    entered = _set_canary(s, baseline, 0, shadow_psi=stats["psi"])
+    entered.step, entered.detail = "shadow", f"{summary}; {entered.data['limit']}{_next(s, entered)}"
     entered.data = {**stats, **entered.data}
     entered.run_data["shadow"] = stats
     return entered
@@ -442,24 +641,31 @@ def check_shadow(s: StageInput) -> Transition:
 
 
 def _rule(s: StageInput) -> RollbackRule:
-    return RollbackRule.from_dict(s.release["canary"]["rollback"])
+    """The rule this run's canary runs under: the one derived when it started, else the policy's."""
+    derived = (s.run.data.get("canary") or {}).get("rollback")
+    return RollbackRule.from_dict(derived or s.release["canary"]["rollback"])
 
 
-def _set_canary(s: StageInput, baseline: str, index: int) -> Transition:
+def _set_canary(s: StageInput, baseline: str, index: int, *, shadow_psi: float | None = None) -> Transition:
     lm, endpoint, candidate = s.lm, s.spec["endpoint"], s.run.candidate or ""
     weight = s.release["canary"]["weights"][index]
-    policy = Canary(baseline, candidate, weight=weight, rollback=_rule(s))
+    canary = dict(s.run.data.get("canary") or {})
+    if index == 0:
+        rule, why = canary_rule(s.release["canary"]["rollback"], shadow_psi)
+        canary.update(rollback=rule.to_dict(), limit=why)
+    else:
+        rule, why = _rule(s), str(canary.get("limit") or "")
+    policy = Canary(baseline, candidate, weight=weight, rollback=rule)
     info = lm.endpoints.set_policy(
         endpoint, policy, actor=ACTOR, reason=f"loop run {s.run.id}: canary {weight:.0%} for {candidate}"
     )
-    canary = dict(s.run.data.get("canary") or {})
     if index == 0 or not canary.get("since_wall"):
         canary["since_wall"] = s.wall.isoformat()
     canary.update(index=index, weight=weight, weight_wall=s.wall.isoformat(), revision=info.revision)
     return Transition(
         stage="canary",
         values={"baseline": baseline},
-        data={"weight": weight, "revision": info.revision},
+        data={"weight": weight, "revision": info.revision, "max_psi": rule.max_psi, "limit": why},
         run_data={"canary": canary, "revision": info.revision},
     )  # stage is set even when already "canary": each weight restarts the stage clock (its own timeout)
 
@@ -499,6 +705,20 @@ def check_canary(s: StageInput) -> Transition:
             step_status=q.STEP_FAILED,
             data=figures,
         )
+    skew = _canary_skew(s, rule, c_all)
+    figures.update(max_psi=rule.max_psi, skew_psi=skew, skew_max_psi=_skew_limit(s))
+    if skew is not None and skew > _skew_limit(s):
+        reason = skew_reason(skew, _skew_limit(s))
+        lm.endpoints.rollback_canary(
+            endpoint, actor=ACTOR, reason=f"loop run {s.run.id}: {reason}", canary=candidate
+        )
+        return terminal(
+            q.ROLLED_BACK,
+            f"canary of {candidate} rolled back by the loop: {reason}; endpoint back to Single({baseline})",
+            step="rollback",
+            step_status=q.STEP_FAILED,
+            data=figures,
+        )
     weight_since = datetime.fromisoformat(state.get("weight_wall") or s.wall.isoformat())
     c_now = lm.inference.window_stats(endpoint, since=weight_since, model=cv.model, version=cv.number).get(
         "canary"
@@ -525,7 +745,11 @@ def check_canary(s: StageInput) -> Transition:
             wait_key=f"canary:{index}",
             run_data={"canary": {**state, "last": figures}},
         )
-    summary = f"canary {state.get('weight', 0):.0%} healthy: {verdict.reason}"
+    summary = (
+        f"canary {state.get('weight', 0):.0%} healthy: {verdict.reason}"
+        + (f", prediction PSI {verdict.psi:.3f} <= {rule.max_psi:g}" if verdict.psi is not None else "")
+        + _skew_note(s, skew)
+    )
     if index + 1 < len(cfg["weights"]):
         nxt = _set_canary(s, baseline, index + 1)
         nxt.step, nxt.detail = "canary", summary + _next(s, nxt)
@@ -660,6 +884,24 @@ def _next(s: StageInput, tr: Transition) -> str:
     if tr.stage == "promote":
         return f"; next: promote {candidate} to {s.release['alias']!r}"
     return ""
+
+
+def _skew_limit(s: StageInput) -> float:
+    return float((s.run.data.get("skew") or {}).get("max_psi") or 0.0)
+
+
+def _canary_skew(s: StageInput, rule: RollbackRule, c_all: Any) -> float | None:
+    """Skew PSI over the canary's own requests, once it has as many as the rollback rule needs."""
+    if _skew_limit(s) <= 0 or int(getattr(c_all, "n", 0) or 0) < rule.min_requests:
+        return None
+    return skew_psi(s.run, getattr(c_all, "outputs", None))
+
+
+def _skew_note(s: StageInput, value: float | None) -> str:
+    if value is None:
+        return ""
+    limit = _skew_limit(s)
+    return f", skew PSI {value:.3f} {'>' if value > limit else '<='} {limit:g}"
 
 
 def _pct(value: float | None) -> str:

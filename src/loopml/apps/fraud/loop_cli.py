@@ -103,10 +103,7 @@ def _print(r: LoopStoryResult) -> None:
         table(
             "alert messages the Slack webhook received",
             ["topic", "text"],
-            [
-                [m["topic"] or "-", str((m["body"] or {}).get("text", ""))[:110].replace("\n", " ")]
-                for m in r.webhook
-            ],
+            [[m["topic"] or "-", slack_text(m["body"])[:110].replace("\n", " ")] for m in r.webhook],
         )
     )
     verdict = {run.run_id: run.status for run in r.runs}
@@ -116,6 +113,13 @@ def _print(r: LoopStoryResult) -> None:
         f"(ok={slo.get('ok')}); requests {r.total_requests:,}, failed [bold]{r.failed_requests}[/], "
         f"fallbacks {r.fallback_requests}; {r.ticks} ticks; story took {r.seconds:.1f} s"
     )
+
+
+def slack_text(body: Any) -> str:
+    """A Slack message's text for people: Slack's mrkdwn escapes ``&``, ``<`` and ``>`` as entities
+    (``&amp;`` last, so an escaped ``&lt;`` in the original stays ``&lt;``)."""
+    text = str((body or {}).get("text", "")) if isinstance(body, dict) else ""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _f(value: Any, digits: int = 3) -> str:

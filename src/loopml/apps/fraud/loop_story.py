@@ -87,9 +87,13 @@ class LoopSettings:
     drift_share: float = 0.2
     latency_p99_ms: float = 50.0
     shadow_requests: int = 150
+    #: the shadow covers a whole day of traffic (night and the attack's busy hours), so the PSI it
+    #: measures - from which the canary's PSI limit derives - describes the traffic the canary will see
+    shadow_hours: float = 24.0
     canary_weights: tuple[float, ...] = (0.25, 0.5)
     canary_requests: int = 60
     max_psi: float = 2.0
+    skew_max_psi: float = 1.0
     cooldown_days: float = 3.0
     second_run_delay_hours: float = 6.0
     tail_hours: float = 12.0
@@ -115,7 +119,7 @@ def loop_config(fast: bool = False, **overrides: Any) -> FraudConfig:
     base: dict[str, Any] = {
         "users": 500 if fast else 1_500,
         "merchants": 150 if fast else 400,
-        "days": 15,
+        "days": 17,  # a cap: the replay stops once every loop run is terminal (~day 15)
         "start": datetime.now(UTC).strftime("%Y-%m-%d"),
         "collusion_start_day": 2,
         "collusion_merchants": 3,
@@ -164,6 +168,8 @@ class LoopStoryResult:
     runs: list[RunSummary] = field(default_factory=list)
     ticks: int = 0
     tick_errors: list[str] = field(default_factory=list)
+    #: loop runs still active when the simulated world ran out of traffic (empty: every run decided)
+    unfinished: list[int] = field(default_factory=list)
     champion: str | None = None
     auc: list[dict[str, Any]] = field(default_factory=list)
     total_requests: int = 0
@@ -300,6 +306,8 @@ def run_loop_story(
             state.after_tick(boundary, tick(lm, now=boundary.tz_localize(UTC).to_pydatetime()))
             if state.done(boundary):
                 break
+        else:
+            state.cap_reached(boundary)
         runtime.drain_shadows(timeout=30)
         lm.inference.flush()
         replay.deliver_labels(None)
@@ -332,7 +340,7 @@ def run_loop_story(
         _finish_summary(lm, summary, served)
     out.windows = _windows(lm)
     out.champion = _champion(lm)
-    out.auc = _auc_table(lm, tx, out)
+    out.auc = _auc_table(lm, tx[tx["ts"] < boundary], out)  # the traffic that was replayed
     out.slo = _slo_status(lm)
     out.seconds = time.perf_counter() - started
     say(
@@ -488,6 +496,7 @@ def _policy(cfg: FraudConfig, opts: LoopSettings) -> ActionPolicy:
             "alias": "champion",
             "shadow": {
                 "min_requests": opts.shadow_requests,
+                "min_seconds": opts.shadow_hours * 3600,
                 "max_error_rate": 0.02,
                 "timeout_seconds": 2 * 86400,
             },
@@ -499,9 +508,14 @@ def _policy(cfg: FraudConfig, opts: LoopSettings) -> ActionPolicy:
                     "max_error_rate_delta": 0.02,
                     "max_p99_ratio": 3.0,
                     "max_psi": opts.max_psi,
+                    # a canary p99 within the endpoint's latency SLO is no regression (scheduling noise
+                    # on a busy laptop reached 20 ms against a 4.6 ms baseline)
+                    "latency_floor_ms": opts.latency_p99_ms,
                 },
                 "timeout_seconds": 2 * 86400,
             },
+            # the gate's eval set (fraud_loop_eval@N) is the offline side of the skew check
+            "skew": {"max_psi": opts.skew_max_psi},
             "approve_promotion": False,
         },
         cooldown_seconds=opts.cooldown_days * 86400,
@@ -564,9 +578,30 @@ class _Driver:
         self.runtime.refresh(force=True)
 
     def done(self, now: pd.Timestamp) -> bool:
-        if self.finished_at is None:
+        """The story has told both directions: the second run was started, every run is terminal, and
+        ``tail_hours`` have passed since (the monitor's view after the last decision)."""
+        if self.finished_at is None or any(r.status not in TERMINAL for r in self.out.runs):
             return False
         return now - self.finished_at >= pd.Timedelta(hours=self.opts.tail_hours)
+
+    def cap_reached(self, now: pd.Timestamp) -> None:
+        """The simulated world ran out of traffic before the story was told: say which runs are unfinished."""
+        self.out.unfinished = [r.run_id for r in self.out.runs if r.status not in TERMINAL]
+        if self.out.unfinished:
+            states = ", ".join(
+                f"run {r.run_id} {r.status} at stage {self.lm.loop.get(r.run_id).stage}"
+                for r in self.out.runs
+                if r.run_id in self.out.unfinished
+            )
+            self.say(
+                f"  {now:%b %d %H:%M}  the simulated world ends here (FraudConfig.days) with loop {states}: "
+                "no traffic is left to finish them; simulate more days (loop_config(days=...))"
+            )
+        elif not self.second_started:
+            self.say(
+                f"  {now:%b %d %H:%M}  the simulated world ends here; the second (skewed) retrain never "
+                "started because no retrain was promoted"
+            )
 
     def _alerts(self, now: pd.Timestamp) -> None:
         for alert in sorted(self.lm.alerts.list(limit=100), key=lambda a: a.id):
