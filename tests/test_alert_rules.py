@@ -338,23 +338,11 @@ def test_cli(lm: Loopml, metadata_url: str, tmp_path: Path, monkeypatch: pytest.
         assert result.exit_code == 0, (result.output, result.exception)
         return result.output
 
-    ok(
-        "rules",
-        "create",
-        "c1",
-        "--source",
-        "drift",
-        "--monitor",
-        "fraud-mon",
-        "--metric",
-        "share_drifted",
-        "--op",
-        ">=",
-        "--threshold",
-        "0.3",
-        "--severity",
-        "critical",
-    )
+    def create(name: str, op: str, threshold: str) -> list[str]:
+        flags = f"--source drift --monitor fraud-mon --metric share_drifted --op {op} --threshold {threshold}"
+        return ["rules", "create", name, *flags.split()]
+
+    ok(*create("c1", ">=", "0.3"), "--severity", "critical")
     assert "c1" in ok("rules", "list")
     assert "fired" in ok("rules", "evaluate")
     assert json.loads(ok("rules", "show", "c1", "--json"))["severity"] == "critical"
@@ -362,24 +350,7 @@ def test_cli(lm: Loopml, metadata_url: str, tmp_path: Path, monkeypatch: pytest.
     assert "enabled" in ok("rules", "enable", "c1")
     assert "3 rules" in ok("rules", "defaults", "fraud-mon")
     ok("rules", "delete", "c1", "--yes")
-    bad = runner.invoke(
-        app,
-        [
-            "rules",
-            "create",
-            "c2",
-            "--source",
-            "drift",
-            "--monitor",
-            "fraud-mon",
-            "--metric",
-            "share_drifted",
-            "--op",
-            "=~",
-            "--threshold",
-            "1",
-        ],
-    )
+    bad = runner.invoke(app, create("c2", "=~", "1"))
     assert isinstance(bad.exception, ValidationError) and bad.exception.field == "op"
     for command in ("create", "list", "show", "enable", "disable", "delete", "evaluate", "defaults"):
         assert runner.invoke(app, ["rules", command, "--help"]).exit_code == 0

@@ -65,7 +65,7 @@ class Receiver:
         self.server.server_close()
 
 
-@pytest.fixture
+@pytest.fixture(name="receiver")  # named, so test_notify_api.py can import it under another name
 def receiver() -> Iterator[Receiver]:
     server = Receiver()
     yield server

@@ -16,15 +16,9 @@ from loopml import Loopml, load_settings
 from loopml.cli import notify as notify_cli
 from loopml.serving.app import create_app
 from test_notify import Receiver
+from test_notify import receiver as shared_receiver  # noqa: F401 - registers the `receiver` fixture here
 
 AUTH = {"Authorization": "Bearer s3cret", "X-Loopml-Actor": "ana"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from loopml.serving.app import create_app
 from loopml.serving.endpoints import AB, Canary, EndpointSpec, Fallback, Single
 from loopml.serving.inference import InferenceRecord
 from loopml.web import endpoint_figures, endpoint_pages
+from ui_pages import page_figure, ui_client
 
 ENDPOINT = "fraud"
 REQUESTS = 400
@@ -110,17 +111,9 @@ def populate_endpoint(lm: Loopml, *, requests: int = REQUESTS) -> dict[str, Any]
     return {"endpoint": ENDPOINT, "requests": requests, "errors": sum(r.status != "ok" for r in records)}
 
 
-def _figure(html: str, name: str) -> dict[str, Any]:
-    match = re.search(rf"data-testid=\"plot-{re.escape(name)}\" data-figure='([^']*)'", html)
-    assert match, f"no figure {name!r} on the page"
-    import html as html_lib
-
-    return json.loads(html_lib.unescape(match.group(1)))
-
-
 @pytest.fixture
 def ui(lm: Loopml) -> TestClient:
-    return TestClient(create_app(lm, apps=()))
+    return ui_client(lm)
 
 
 def test_endpoint_list_shows_policy_traffic_latency_and_alerts(lm: Loopml, ui: TestClient) -> None:
@@ -147,29 +140,29 @@ def test_endpoint_page_draws_traffic_ab_shadow_and_history(lm: Loopml, ui: TestC
     text = page.text
     for name in ("requests", "latency", "errors", "distribution", "ab", "ab-diff"):
         assert f'data-testid="plot-{name}"' in text
-    requests = _figure(text, "requests")
+    requests = page_figure(text, "requests")
     assert [t["name"] for t in requests["data"]] == ["control", "treatment"]
     assert (
         sum(sum(t["y"]) for t in requests["data"]) == data["requests"]
     )  # minute buckets: per minute = count
-    errors = _figure(text, "errors")
+    errors = page_figure(text, "errors")
     assert errors["layout"]["yaxis"]["tickformat"] == ".1%"
     assert sum(sum(c[0] for c in t["customdata"]) for t in errors["data"]) == data["errors"]
-    latency = _figure(text, "latency")
+    latency = page_figure(text, "latency")
     assert {t["name"] for t in latency["data"]} == {
         "control p50",
         "control p99",
         "treatment p50",
         "treatment p99",
     }
-    histogram = _figure(text, "distribution")
+    histogram = page_figure(text, "distribution")
     assert {t["type"] for t in histogram["data"]} == {"histogram"}
     assert histogram["layout"]["barmode"] == "overlay"
     # A/B: AUC per arm with CI error bars, the difference to the control and a verdict.
-    ab = _figure(text, "ab")
+    ab = page_figure(text, "ab")
     assert [t["name"] for t in ab["data"]] == ["control", "treatment"]
     assert all(t["error_y"]["array"][0] is not None for t in ab["data"])
-    diff = _figure(text, "ab-diff")
+    diff = page_figure(text, "ab-diff")
     assert diff["data"][0]["name"] == "treatment" and diff["data"][0]["y"][0] > 0
     assert "treatment is better" in text and "excludes zero" in text and "auc" in text
     # History with the watchdog's reason; the alert shows as a banner; shadow agreement.
@@ -299,7 +292,7 @@ def test_traffic_served_by_the_runtime_shows_on_the_page(lm_sqlite: Loopml) -> N
         lm_sqlite.inference.flush()
         page = client.get("/ui/endpoints/live")
     assert page.status_code == 200
-    requests = _figure(page.text, "requests")
+    requests = page_figure(page.text, "requests")
     assert sum(sum(t["y"]) for t in requests["data"]) == 5 and requests["data"][0]["name"] == "primary"
 
 

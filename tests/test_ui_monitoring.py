@@ -8,10 +8,7 @@ It is shared with the Playwright test in tests/browser/test_monitoring_ui.py.
 
 from __future__ import annotations
 
-import html as html_lib
-import json
 import math
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +30,7 @@ from loopml.serving.endpoints import EndpointSpec, Single
 from loopml.serving.inference import InferenceRecord
 from loopml.web import monitoring_figures as mfig
 from loopml.web import monitoring_pages
+from ui_pages import page_figure, ui_client
 
 ENDPOINT = "scores"
 MONITOR = "scores-hourly"
@@ -197,15 +195,9 @@ def populate_monitoring(lm: Loopml) -> dict[str, Any]:
     return {"run_id": run.id, "candidate": run.candidate}
 
 
-def _figure(html: str, name: str) -> dict[str, Any]:
-    match = re.search(rf"data-testid=\"plot-{re.escape(name)}\" data-figure='([^']*)'", html)
-    assert match, f"no figure {name!r} on the page"
-    return json.loads(html_lib.unescape(match.group(1)))
-
-
 @pytest.fixture
 def ui(lm: Loopml) -> TestClient:
-    return TestClient(create_app(lm, apps=()))
+    return ui_client(lm)
 
 
 def test_pages_draw_the_whole_loop(lm: Loopml, ui: TestClient) -> None:
@@ -217,63 +209,63 @@ def test_pages_draw_the_whole_loop(lm: Loopml, ui: TestClient) -> None:
     text = page.text
     assert 'href="/ui/overview"' in text and "Health" in text  # nav entry
     assert 'data-testid="health-endpoint-scores"' in text
-    spark = _figure(text, "spark-requests-scores")
+    spark = page_figure(text, "spark-requests-scores")
     assert sum(spark["data"][0]["y"]) == 120  # the two hours of live traffic, in 30-minute buckets
     (row,) = monitoring_pages.health(lm)["endpoints"]
     assert 60 <= row["requests"] <= 66 and f">{row['requests']}<" in text  # the last hour of it
     assert row["p99_over"] and not row["errors_over"]
-    p99 = _figure(text, "spark-p99-scores")
+    p99 = page_figure(text, "spark-p99-scores")
     assert p99["data"][0]["line"]["color"] == mfig.BAD  # p99 is above the 5 ms objective
-    budgets = _figure(text, "budgets")
+    budgets = page_figure(text, "budgets")
     assert set(budgets["data"][0]["y"]) == {"scores-p99", "scores-errors", "default-queue"}
-    alerts = _figure(text, "alerts")
+    alerts = page_figure(text, "alerts")
     assert dict(zip(alerts["data"][0]["x"], alerts["data"][0]["y"], strict=True)) == {
         "critical": 1,
         "warning": 1,
     }
-    queues = _figure(text, "queues")
+    queues = page_figure(text, "queues")
     assert queues["data"][0]["x"] == lm.jobs.queues()
     assert queues["data"][0]["y"] == [lm.jobs.stats(q)["queued"] for q in lm.jobs.queues()]
     assert queues["data"][2]["y"] == [3600.0]  # the queue-age objective drawn next to the oldest wait
-    strip = _figure(text, "pipeline-runs")
+    strip = page_figure(text, "pipeline-runs")
     assert strip["data"][0]["y"] == [PIPELINE] and strip["data"][0]["name"] == "succeeded"
     assert 'data-testid="health-pipeline-ui-monitoring-retrain"' in text
 
     # -- monitors list and one monitor
     page = ui.get("/ui/monitors")
     assert page.status_code == 200 and f'href="/ui/monitors/{MONITOR}"' in page.text
-    assert _figure(page.text, f"spark-{MONITOR}")["data"][0]["type"] == "bar"
+    assert page_figure(page.text, f"spark-{MONITOR}")["data"][0]["type"] == "bar"
     (listed,) = monitoring_pages.monitors(lm)["monitors"]
     assert listed["dataset_drifted"] is True and listed["drifted_features"] == ["x", "prediction"]
     assert listed["metric"] == "auc" and 0.5 < listed["metric_value"] < 1
     page = ui.get(f"/ui/monitors/{MONITOR}")
     assert page.status_code == 200, page.text
     text = page.text
-    heat = _figure(text, "heatmap")
+    heat = page_figure(text, "heatmap")
     assert (
         heat["data"][0]["y"] == ["x", "amount", "region", "prediction"] and len(heat["data"][0]["x"]) == HOURS
     )
     x_row = heat["data"][0]["z"][0]
     assert all(v >= 1 for h, v in enumerate(x_row) if h in SHIFTED)  # drifted windows at or over threshold
     assert all(v < 1 for h, v in enumerate(x_row) if h not in SHIFTED)
-    share = _figure(text, "share")
+    share = page_figure(text, "share")
     colors = share["data"][0]["marker"]["color"]
     assert [h for h, c in enumerate(colors) if c == mfig.BAD] == list(SHIFTED)
-    feature = _figure(text, "feature")
+    feature = page_figure(text, "feature")
     assert feature["data"][0]["name"] == "x"  # the default is the newest window's most drifted feature
-    dist = _figure(text, "distribution")
+    dist = page_figure(text, "distribution")
     assert [t["type"] for t in dist["data"]] == ["bar", "bar"] and "(drifted)" in dist["layout"]["title"][
         "text"
     ]
     assert abs(sum(dist["data"][0]["y"]) - 1) < 1e-9 and abs(sum(dist["data"][1]["y"]) - 1) < 1e-9
-    perf = _figure(text, "performance")
+    perf = page_figure(text, "performance")
     names = [t["name"] for t in perf["data"]]
     assert "auc" in names and names[-1] == "label coverage"
     coverage = perf["data"][-1]["y"]
     assert coverage[: len(LABELLED)] == [1.0] * len(LABELLED) and coverage[-1] == 0.0
-    slices = _figure(text, "slices")
+    slices = page_figure(text, "slices")
     assert slices["data"][0]["x"] == ["region=north", "region=south"]
-    assert _figure(text, "gaps")["data"][0]["name"] == "region"
+    assert page_figure(text, "gaps")["data"][0]["name"] == "region"
 
     # choose another feature (categorical) and an older window
     windows = monitoring_pages.monitor(lm, MONITOR)["window_options"]
@@ -282,16 +274,16 @@ def test_pages_draw_the_whole_loop(lm: Loopml, ui: TestClient) -> None:
         f"/ui/monitors/{MONITOR}", params={"feature": "region", "window": oldest, "metric": "precision"}
     )
     assert page.status_code == 200, page.text
-    dist = _figure(page.text, "distribution")
+    dist = page_figure(page.text, "distribution")
     assert (
         sorted(dist["data"][0]["x"]) == ["north", "south"] and "(no drift)" in dist["layout"]["title"]["text"]
     )
-    assert "precision per slice" in _figure(page.text, "slices")["layout"]["title"]["text"]
+    assert "precision per slice" in page_figure(page.text, "slices")["layout"]["title"]["text"]
 
     # -- SLOs
     page = ui.get("/ui/slos")
     assert page.status_code == 200, page.text
-    history = _figure(page.text, "slo-scores-p99")
+    history = page_figure(page.text, "slo-scores-p99")
     assert len(history["data"][0]["x"]) == 4 and history["layout"]["shapes"][0]["y0"] == 5
     assert mfig.BAD in history["data"][0]["marker"]["color"]  # readings over 5 ms are red
     assert 'id="slo-default-queue"' in page.text
@@ -300,12 +292,12 @@ def test_pages_draw_the_whole_loop(lm: Loopml, ui: TestClient) -> None:
     page = ui.get("/ui/loop")
     assert page.status_code == 200, page.text
     assert f'href="/ui/loop/{made["run_id"]}"' in page.text and POLICY in page.text
-    hist = _figure(page.text, "loop-history")
+    hist = page_figure(page.text, "loop-history")
     assert hist["data"][0]["name"] == "promoted"
     page = ui.get(f"/ui/loop/{made['run_id']}")
     assert page.status_code == 200, page.text
     text = page.text
-    story = _figure(text, "story")
+    story = page_figure(text, "story")
     steps = story["data"][1]["y"]
     assert steps[0] == "alert" and steps[-2:] == ["outcome", "alert_resolved"]
     assert {"triggered", "retrain", "gates", "promote"} <= set(steps)

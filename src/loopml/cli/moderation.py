@@ -78,6 +78,12 @@ def review_list(
     )
 
 
+#: The arguments of ``review approve`` and ``review reject``: the same decision, either way.
+_CONTENT_ID = typer.Argument(..., help="Content id (see `loopml moderation review list`).")
+_NOTE = typer.Option("", help="Why (sent to the uploader, kept with the label).")
+_REVIEWER = typer.Option("cli", help="Who decides (recorded as the reviewer).")
+
+
 def _decide(content_id: str, approve: bool, note: str, actor: str) -> None:
     from loopml.apps.moderation import review
     from loopml.apps.moderation.config import load_config
@@ -94,9 +100,9 @@ def _decide(content_id: str, approve: bool, note: str, actor: str) -> None:
 
 @review_app.command("approve")
 def review_approve(
-    content_id: str = typer.Argument(..., help="Content id (see `loopml moderation review list`)."),
-    note: str = typer.Option("", help="Why (sent to the uploader, kept with the label)."),
-    actor: str = typer.Option("cli", help="Who decides (recorded as the reviewer)."),
+    content_id: str = _CONTENT_ID,
+    note: str = _NOTE,
+    actor: str = _REVIEWER,
 ) -> None:
     """Publish an upload held for review (409 when someone decided already)."""
     _decide(content_id, True, note, actor)
@@ -104,9 +110,9 @@ def review_approve(
 
 @review_app.command("reject")
 def review_reject(
-    content_id: str = typer.Argument(..., help="Content id (see `loopml moderation review list`)."),
-    note: str = typer.Option("", help="Why (sent to the uploader, kept with the label)."),
-    actor: str = typer.Option("cli", help="Who decides (recorded as the reviewer)."),
+    content_id: str = _CONTENT_ID,
+    note: str = _NOTE,
+    actor: str = _REVIEWER,
 ) -> None:
     """Reject an upload held for review (409 when someone decided already)."""
     _decide(content_id, False, note, actor)

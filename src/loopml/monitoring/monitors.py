@@ -124,27 +124,9 @@ class Monitors:
         )
         if reprofile:
             digest = self._build_reference(spec, lazy=True)
-        with self.ctx.db.session() as session:
-            row = q.get_monitor(session, name, lock=True)
-            if row is None:
-                raise self._not_found(name, session)
-            if expected_revision is not None and row.revision != expected_revision:
-                raise ConflictError(
-                    f"monitor {name!r} is at revision {row.revision}, not {expected_revision}; re-read it and retry",
-                    field="expected_revision",
-                )
-            row = q.update_monitor(
-                session,
-                row.id,
-                spec=spec.to_dict(),
-                revision=row.revision + 1,
-                reference_digest=digest,
-                updated_at=utcnow(),
-            )
-            record_event(
-                session, "monitor.updated", SUBJECT, name, actor=actor, data={"spec": spec.to_dict()}
-            )
-        return self._info(row)
+        return self._store_spec(
+            name, spec, digest, actor, "monitor.updated", {"spec": spec.to_dict()}, expected_revision
+        )
 
     def set_reference(
         self,
@@ -170,11 +152,31 @@ class Monitors:
             )
         digest = ref.build(self.ctx, current.spec, frame_or_dataset)
         spec = current.spec.with_changes(reference={"frame": digest})
-        actor = _actor(actor)
+        return self._store_spec(
+            name, spec, digest, _actor(actor), "monitor.reference_set", {"digest": digest}
+        )
+
+    def _store_spec(
+        self,
+        name: str,
+        spec: MonitorSpec,
+        digest: str | None,
+        actor: str,
+        event: str,
+        data: dict[str, Any],
+        expected_revision: int | None = None,
+    ) -> MonitorInfo:
+        """Save a new spec and reference under the row lock (revision + 1) and audit it; with
+        ``expected_revision``, refuse when someone changed the monitor since the caller read it."""
         with self.ctx.db.session() as session:
             row = q.get_monitor(session, name, lock=True)
             if row is None:
                 raise self._not_found(name, session)
+            if expected_revision is not None and row.revision != expected_revision:
+                raise ConflictError(
+                    f"monitor {name!r} is at revision {row.revision}, not {expected_revision}; re-read it and retry",
+                    field="expected_revision",
+                )
             row = q.update_monitor(
                 session,
                 row.id,
@@ -183,9 +185,7 @@ class Monitors:
                 reference_digest=digest,
                 updated_at=utcnow(),
             )
-            record_event(
-                session, "monitor.reference_set", SUBJECT, name, actor=actor, data={"digest": digest}
-            )
+            record_event(session, event, SUBJECT, name, actor=actor, data=data)
         return self._info(row)
 
     def delete(self, name: str, *, actor: str = "system") -> None:

@@ -16,15 +16,22 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from loopml.alerts import SEVERITIES, Alerts
 from loopml.checks import check_choice, check_keys, check_number
 from loopml.context import Context
 from loopml.errors import ConflictError, NotFoundError, ValidationError, did_you_mean
-from loopml.monitoring.slo import DESCRIPTION_MAX, check_name
 from loopml.monitoring.spec import PREDICTION
+from loopml.monitoring.spec_checks import (
+    as_utc,
+    check_description,
+    check_name,
+    check_now,
+    check_same_name,
+    spec_fields,
+)
 from loopml.storage.metadata import monitoring_rules as q
 from loopml.storage.metadata.base import utcnow
 from loopml.storage.metadata.core import record_event
@@ -125,10 +132,6 @@ class RuleSpec:
             raise ValidationError(
                 "min_rows applies to monitor windows; leave it 0 for an slo rule", field="min_rows"
             )
-        if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
-            raise ValidationError(
-                f"description must be a string of at most {DESCRIPTION_MAX} characters", field="description"
-            )
         values = {
             "name": check_name(name),
             "source": source,
@@ -142,7 +145,7 @@ class RuleSpec:
             ),
             "severity": check_choice(severity, "severity", SEVERITIES),
             "min_rows": min_rows,
-            "description": description,
+            "description": check_description(description),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -161,13 +164,7 @@ class RuleSpec:
     @classmethod
     def from_dict(cls, data: Any, *, name: str | None = None) -> RuleSpec:
         """Build from JSON (an HTTP body, a stored spec); unknown keys are refused by name."""
-        if not isinstance(data, dict):
-            raise ValidationError(
-                f"a rule spec must be a JSON object; got {type(data).__name__}", field="body"
-            )
-        data = dict(data)
-        if name is not None:
-            data.setdefault("name", name)
+        data = spec_fields(data, name=name, what="a rule spec")
         check_keys(
             data,
             [f for f in cls.__dataclass_fields__],
@@ -320,10 +317,7 @@ class AlertRules:
     def update(self, name: str, spec: RuleSpec | dict[str, Any], *, actor: str = "system") -> RuleInfo:
         name = check_name(name)
         spec = _spec(spec, name=name)
-        if spec.name != name:
-            raise ValidationError(
-                f"name={spec.name!r} differs from {name!r}; a rule cannot be renamed", field="name"
-            )
+        check_same_name(spec.name, name, "alert rule")
         with self.ctx.db.session() as session:
             self._check_subject(session, spec)
             row = q.update_rule(session, name, utcnow(), spec=spec.to_dict())
@@ -365,9 +359,7 @@ class AlertRules:
         self, *, now: datetime | None = None, names: builtins.list[str] | None = None
     ) -> builtins.list[RuleOutcome]:
         """Evaluate every enabled rule (or ``names``) against windows that ended by ``now``."""
-        if now is not None and not isinstance(now, datetime):
-            raise ValidationError(f"now must be a datetime; got {now!r}", field="now")
-        until = None if now is None else (now.replace(tzinfo=UTC) if now.tzinfo is None else now)
+        until = None if now is None else check_now(now)
         infos = self.list(enabled=True) if names is None else [self.get(n) for n in names]
         return [self._evaluate_one(info.spec, until) for info in infos]
 
@@ -418,10 +410,10 @@ class AlertRules:
                     return [], None
                 evs = q.list_evaluations(session, row.id, limit=spec.for_windows)
                 if until is not None:
-                    evs = [e for e in evs if _utc(e.at) <= until]
+                    evs = [e for e in evs if as_utc(e.at) <= until]
                 readings = [
                     (
-                        _utc(e.at),
+                        as_utc(e.at),
                         {
                             **(e.data or {}),
                             "ok": e.ok,
@@ -441,7 +433,7 @@ class AlertRules:
                 until=until,
             )
             endpoint = q.monitor_endpoint(session, spec.monitor or "")
-            return [(_utc(r.window_start), getattr(r, spec.source)) for r in rows], endpoint
+            return [(as_utc(r.window_start), getattr(r, spec.source)) for r in rows], endpoint
 
     @staticmethod
     def _detail(spec: RuleSpec, values: builtins.list[float | None], readings: builtins.list[Any]) -> str:
@@ -494,11 +486,7 @@ def _spec(spec: Any, *, name: str | None = None) -> RuleSpec:
     return spec if isinstance(spec, RuleSpec) else RuleSpec.from_dict(spec, name=name)
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _info(row: Any) -> RuleInfo:
     return RuleInfo(
-        RuleSpec.from_dict(row.spec), bool(row.enabled), _utc(row.created_at), _utc(row.updated_at)
+        RuleSpec.from_dict(row.spec), bool(row.enabled), as_utc(row.created_at), as_utc(row.updated_at)
     )

@@ -13,15 +13,22 @@ from __future__ import annotations
 import builtins
 import logging
 import math
-import re
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from loopml.checks import check_choice, check_keys, check_number
 from loopml.context import Context
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, ValidationError, did_you_mean
 from loopml.monitoring import slo_sources as src
+from loopml.monitoring.spec_checks import (
+    as_utc,
+    check_description,
+    check_name,
+    check_now,
+    check_same_name,
+    spec_fields,
+)
 from loopml.storage.metadata import monitoring_rules as q
 from loopml.storage.metadata.base import utcnow
 from loopml.storage.metadata.core import record_event
@@ -29,8 +36,6 @@ from loopml.storage.metadata.core import record_event
 log = logging.getLogger("loopml.slos")
 
 KINDS = src.KINDS
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,99}$")
-DESCRIPTION_MAX = 2000
 #: Window bounds: a minute (anything shorter is noise) to 90 days.
 WINDOW_MIN, WINDOW_MAX = 60, 90 * 86400
 DEFAULT_BUDGET = {"good_ratio": 0.99, "period_days": 28}
@@ -51,15 +56,6 @@ _OBJECTIVE_UNIT = {
     "freshness": "seconds",
     "schedule": "missed ticks",
 }
-
-
-def check_name(value: Any, field: str = "name") -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ValidationError(
-            f"{field}={value!r}: use 1-100 characters, a letter first, then letters, digits and _ . : -",
-            field=field,
-        )
-    return value
 
 
 def _label(value: Any, field: str, max_len: int = 200) -> str:
@@ -170,10 +166,6 @@ class SloSpec:
                 f"objective must be between 0 and 1 for an error_rate SLO (0.01 = 1 %); got {objective!r}",
                 field="objective",
             )
-        if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
-            raise ValidationError(
-                f"description must be a string of at most {DESCRIPTION_MAX} characters", field="description"
-            )
         values = {
             "name": check_name(name),
             "kind": kind,
@@ -188,7 +180,7 @@ class SloSpec:
                 whole_floats=True,
             ),
             "budget": _budget(DEFAULT_BUDGET if budget is None else budget),
-            "description": description,
+            "description": check_description(description),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -207,13 +199,7 @@ class SloSpec:
     @classmethod
     def from_dict(cls, data: Any, *, name: str | None = None) -> SloSpec:
         """Build from JSON (an HTTP body, a stored spec); unknown keys are refused by name."""
-        if not isinstance(data, dict):
-            raise ValidationError(
-                f"an SLO spec must be a JSON object; got {type(data).__name__}", field="body"
-            )
-        data = dict(data)
-        if name is not None:
-            data.setdefault("name", name)
+        data = spec_fields(data, name=name, what="an SLO spec")
         allowed = ("name", "kind", "target", "objective", "window_seconds", "budget", "description")
         check_keys(data, allowed, owner="an SLO spec", required=("name", "kind", "target", "objective"))
         return cls(data.pop("name"), data.pop("kind"), **data)
@@ -282,11 +268,7 @@ class Slos:
         """Replace an SLO's definition; its history stays (a changed objective applies from now on)."""
         name = check_name(name)
         spec = self._spec(spec, name=name)
-        if spec.name != name:
-            raise ValidationError(
-                f"name={spec.name!r} differs from the SLO being updated ({name!r}); an SLO cannot be renamed",
-                field="name",
-            )
+        check_same_name(spec.name, name, "SLO")
         with self.ctx.db.session() as session:
             if not q.update_slo(session, name, spec=spec.to_dict(), now=utcnow()):
                 raise self._not_found(session, name)
@@ -316,7 +298,7 @@ class Slos:
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, name: str, *, now: datetime | None = None) -> SloEvaluation:
         """Measure the SLO over its window ending at ``now``, store the reading and return it."""
-        now = _now(now)
+        now = check_now(now)
         spec = self.get(name).spec
         good_ratio = spec.budget["good_ratio"]
         measured = src.measure(self.ctx, spec.kind, spec.target, spec.objective, spec.window, now)
@@ -350,7 +332,7 @@ class Slos:
     def evaluate_all(self, now: datetime | None = None) -> builtins.list[SloEvaluation]:
         """Evaluate every SLO; one that cannot be measured (its dataset was deleted ...) is logged
         and skipped so it does not hide the others."""
-        now = _now(now)
+        now = check_now(now)
         out = []
         for info in self.list():
             try:
@@ -365,15 +347,12 @@ class Slos:
         """Stored readings, oldest first (the newest ``limit`` since ``since``)."""
         name = check_name(name)
         limit = check_number(limit, "limit", low=1, high=HISTORY_MAX, integer=True)
-        if since is not None and not isinstance(since, datetime):
-            raise ValidationError(f"since must be a datetime; got {since!r}", field="since")
+        since = None if since is None else check_now(since, "since")
         with self.ctx.db.session() as session:
             row = q.get_slo(session, name)
             if row is None:
                 raise self._not_found(session, name)
-            rows = q.list_evaluations(
-                session, row.id, since=None if since is None else _now(since), limit=limit
-            )
+            rows = q.list_evaluations(session, row.id, since=since, limit=limit)
             return [_evaluation(name, r) for r in rows]
 
     def status(self) -> builtins.list[dict[str, Any]]:
@@ -396,7 +375,7 @@ class Slos:
                         "ok": None if ev is None else ev.ok,
                         "budget_remaining": None if ev is None else ev.budget_remaining,
                         "burn_rate": None if ev is None else ev.data.get("burn_rate"),
-                        "evaluated_at": None if ev is None else _now(ev.at).isoformat(),
+                        "evaluated_at": None if ev is None else as_utc(ev.at).isoformat(),
                     }
                 )
             return out
@@ -415,20 +394,12 @@ class Slos:
         )
 
 
-def _now(value: datetime | None) -> datetime:
-    if value is None:
-        return utcnow()
-    if not isinstance(value, datetime):
-        raise ValidationError(f"now must be a datetime; got {value!r}", field="now")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _info(row: Any) -> SloInfo:
-    return SloInfo(SloSpec.from_dict(row.spec), _now(row.created_at), _now(row.updated_at))
+    return SloInfo(SloSpec.from_dict(row.spec), as_utc(row.created_at), as_utc(row.updated_at))
 
 
 def _evaluation(name: str, row: Any) -> SloEvaluation:
     data = dict(row.data or {})
     return SloEvaluation(
-        name, _now(row.at), row.value, bool(row.ok), row.budget_remaining, data.get("burn_rate"), data
+        name, as_utc(row.at), row.value, bool(row.ok), row.budget_remaining, data.get("burn_rate"), data
     )

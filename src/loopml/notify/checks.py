@@ -26,6 +26,25 @@ def _fail(field: str, message: str) -> ValidationError:
     return ValidationError(f"{field}: {message}", field=field)
 
 
+def _choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _fail(field, f"{value!r} is not a {field}; use one of {', '.join(choices)}")
+    return value
+
+
+def _max_len(field: str, value: str, max_len: int) -> str:
+    if len(value) > max_len:
+        raise _fail(field, f"is {len(value)} characters long; the limit is {max_len}")
+    return value
+
+
+def _one_word(field: str, value: str, example: str) -> str:
+    """Printable and free of spaces: URLs and topics are matched and sent as they are."""
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise _fail(field, f"{value!r} contains spaces or control characters; {example}")
+    return value
+
+
 def webhook_name(value: Any, field: str = "name") -> str:
     if not isinstance(value, str) or not NAME_RE.match(value):
         raise _fail(
@@ -40,10 +59,8 @@ def url(value: Any) -> str:
     """An absolute http(s) URL with a host: anything else could never be POSTed to."""
     if not isinstance(value, str) or not value.strip():
         raise _fail("url", f"{value!r} is not a URL; use http(s)://host/path")
-    if len(value) > URL_MAX:
-        raise _fail("url", f"is {len(value)} characters long; the limit is {URL_MAX}")
-    if not value.isprintable() or any(c.isspace() for c in value):
-        raise _fail("url", f"{value!r} contains spaces or control characters; percent-encode them")
+    _max_len("url", value, URL_MAX)
+    _one_word("url", value, "percent-encode them")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a bad port
@@ -57,9 +74,7 @@ def url(value: Any) -> str:
 
 
 def webhook_format(value: Any) -> str:
-    if value not in n.WEBHOOK_FORMATS:
-        raise _fail("format", f"{value!r} is not a format; use one of {', '.join(n.WEBHOOK_FORMATS)}")
-    return value
+    return _choice("format", value, n.WEBHOOK_FORMATS)
 
 
 def topic(value: Any, field: str = "topic") -> str:
@@ -68,9 +83,7 @@ def topic(value: Any, field: str = "topic") -> str:
         raise _fail(
             field, f"{value!r}: use a non-empty topic of at most {n.TOPIC_MAX} characters, e.g. alert.opened"
         )
-    if not value.isprintable() or any(c.isspace() for c in value):
-        raise _fail(field, f"{value!r} contains spaces or control characters; use e.g. moderation.rejected")
-    return value
+    return _one_word(field, value, "use e.g. moderation.rejected")
 
 
 def topics(value: Any) -> list[str]:
@@ -115,9 +128,7 @@ def line(field: str, value: Any, max_len: int, *, required: bool = True) -> str:
         raise _fail(
             field, f"{value!r} contains control characters (newline, tab ...); use one printable line"
         )
-    if len(value) > max_len:
-        raise _fail(field, f"is {len(value)} characters long; the limit is {max_len}")
-    return value
+    return _max_len(field, value, max_len)
 
 
 def text(field: str, value: Any, max_len: int, *, required: bool = False) -> str:
@@ -125,9 +136,7 @@ def text(field: str, value: Any, max_len: int, *, required: bool = False) -> str
         raise _fail(field, f"must be a string, got {type(value).__name__}")
     if required and not value.strip():
         raise _fail(field, "is empty; say in a few words what happened")
-    if len(value) > max_len:
-        raise _fail(field, f"is {len(value)} characters long; the limit is {max_len}")
-    return value
+    return _max_len(field, value, max_len)
 
 
 def data(value: Any) -> dict[str, Any]:
@@ -161,9 +170,7 @@ def limit(value: Any) -> int:
 
 
 def delivery_status(value: Any) -> str:
-    if value not in n.DELIVERY_STATUSES:
-        raise _fail("status", f"{value!r}: use one of {', '.join(n.DELIVERY_STATUSES)}")
-    return value
+    return _choice("status", value, n.DELIVERY_STATUSES)
 
 
 def optional_flag(field: str, value: Any) -> bool | None:

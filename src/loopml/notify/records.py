@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from loopml.storage.metadata.base import UTCDateTime
 
 _UTC = UTCDateTime()
+#: Field annotations (strings, under ``from __future__ import annotations``) of stored timestamps.
+_TIMESTAMP_TYPES = ("datetime", "datetime | None")
+T = TypeVar("T")
 
 
 def aware(value: Any) -> datetime | None:
@@ -91,48 +94,26 @@ class Delivery:
         return _iso(asdict(self))
 
 
+def _from_row(cls: type[T], row: Any, **given: Any) -> T:
+    """Build ``cls`` from a row whose columns carry the field names: every field not in ``given``
+    is read from the row, timestamps made aware UTC (SQLite hands them back naive or as text)."""
+    values = {
+        f.name: aware(getattr(row, f.name)) if f.type in _TIMESTAMP_TYPES else getattr(row, f.name)
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.name not in given
+    }
+    return cls(**values, **given)
+
+
 def webhook_from_row(row: Any) -> Webhook:
-    return Webhook(
-        id=row.id,
-        name=row.name,
-        url=row.url,
-        format=row.format,
-        topics=tuple(row.topics or ()),
-        has_secret=bool(row.secret),
-        active=bool(row.active),
-        created_at=aware(row.created_at),
-        updated_at=aware(row.updated_at),
+    return _from_row(
+        Webhook, row, topics=tuple(row.topics or ()), has_secret=bool(row.secret), active=bool(row.active)
     )
 
 
 def notification_from_row(row: Any) -> Notification:
-    return Notification(
-        id=row.id,
-        key=row.key,
-        topic=row.topic,
-        recipient=row.recipient,
-        title=row.title,
-        body=row.body,
-        data=dict(row.data or {}),
-        created_at=aware(row.created_at),
-        read_at=aware(row.read_at),
-    )
+    return _from_row(Notification, row, data=dict(row.data or {}))
 
 
 def delivery_from_row(row: Any) -> Delivery:
-    return Delivery(
-        id=row.id,
-        notification_id=row.notification_id,
-        webhook_id=row.webhook_id,
-        webhook=row.webhook,
-        key=row.key,
-        topic=row.topic,
-        status=row.status,
-        attempts=row.attempts,
-        last_error=row.last_error,
-        response_status=row.response_status,
-        job_id=row.job_id,
-        created_at=aware(row.created_at),
-        updated_at=aware(row.updated_at),
-        delivered_at=aware(row.delivered_at),
-    )
+    return _from_row(Delivery, row)

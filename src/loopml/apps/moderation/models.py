@@ -386,6 +386,7 @@ def _patch(gray: np.ndarray, x: float, y: float, side: float) -> np.ndarray | No
 def _positives(
     gray: np.ndarray, boxes: list[list[float]], rng: np.random.Generator, copies: int
 ) -> list[np.ndarray]:
+    """Face windows: each box as given plus jittered copies (position, size, contrast), all mirrored."""
     out = []
     for x, y, w, h in boxes:
         side = float(max(w, h))
@@ -397,20 +398,60 @@ def _positives(
             p = _patch(gray, cx - s / 2 + dx, cy - s / 2 + dy, s)
             if p is None:
                 continue
+            if jitter:  # uploads differ in exposure and contrast; HOG's block norm absorbs most, not all
+                gain, offset = rng.uniform(0.6, 1.4), rng.uniform(-30, 30)
+                p = np.clip(p.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
             out.append(hog.window_features(p))
             out.append(hog.window_features(p[:, ::-1]))  # mirrored face is still a face
     return out
 
 
+def _clear_of(boxes: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """True for windows (x, y, side, side) that touch no face box (enlarged by 25 %): safe negatives."""
+    if len(faces) == 0 or len(boxes) == 0:
+        return np.ones(len(boxes), dtype=bool)
+    grow = faces[:, 2:] * 0.25
+    fx0, fy0 = faces[:, 0] - grow[:, 0], faces[:, 1] - grow[:, 1]
+    fx1, fy1 = faces[:, 0] + faces[:, 2] + grow[:, 0], faces[:, 1] + faces[:, 3] + grow[:, 1]
+    bx0, by0 = boxes[:, 0:1], boxes[:, 1:2]
+    bx1, by1 = bx0 + boxes[:, 2:3], by0 + boxes[:, 3:4]
+    touches = (bx0 < fx1) & (bx1 > fx0) & (by0 < fy1) & (by1 > fy0)
+    return ~touches.any(axis=1)
+
+
 def _random_negatives(
-    gray: np.ndarray, rng: np.random.Generator, count: int, min_face: int
+    gray: np.ndarray, faces: np.ndarray, rng: np.random.Generator, count: int, min_face: int
 ) -> list[np.ndarray]:
     h, w = gray.shape
     out = []
-    for _ in range(count):
+    for _ in range(count * 3):
+        if len(out) >= count:
+            break
         side = rng.uniform(min_face, max(min_face + 1, min(h, w)))
         x, y = rng.uniform(0, max(1, w - side)), rng.uniform(0, max(1, h - side))
+        if not _clear_of(np.array([[x, y, side, side]]), faces)[0]:
+            continue
         p = _patch(gray, x, y, side)
+        if p is not None:
+            out.append(hog.window_features(p))
+    return out
+
+
+def _hard_negatives(
+    model: HogFaceClassifier, gray: np.ndarray, faces: np.ndarray, per_image: int
+) -> list[np.ndarray]:
+    """The current model's strongest face-free windows in one image (non-overlapping, score > -1)."""
+    wboxes, scores = model.window_scores(gray)
+    if len(scores) == 0:
+        return []
+    ok = np.nonzero((scores > -1.0) & _clear_of(wboxes, faces))[0]
+    if not len(ok):
+        return []
+    ok = ok[np.argsort(-scores[ok])[: per_image * 20]]
+    out = []
+    for k in [ok[i] for i in _nms(wboxes[ok], scores[ok], 0.3)[:per_image]]:
+        x, yy, side, _ = wboxes[k]
+        p = _patch(gray, x, yy, side)
         if p is not None:
             out.append(hog.window_features(p))
     return out
@@ -433,37 +474,53 @@ def train_hog_classifier(
     min_face: int = 16,
     max_side: int = 640,
     negatives_per_image: int = 30,
-    hard_negative_rounds: int = 1,
-    mine_images: int = 100,
+    hard_negative_rounds: int = 3,
+    mine_images: int = 400,
+    mine_per_image: int = 10,
     C: float = 0.5,
 ) -> HogFaceClassifier:
     """Train v2 from labelled images (paths, PIL images or arrays; label 1 = contains a face).
 
     Face windows come from ``boxes`` (``[x, y, w, h]`` per face, in each image's own pixels); a
     labelled face image without boxes that is small (<= 64 px) is taken as one face crop (lfw-style),
-    a large one without boxes is skipped for positives. Windows from face-free images are the
-    negatives, plus the windows the first model scores highest on them (hard-negative mining), which
-    is what keeps a max-over-thousands-of-windows score from firing on fur and leaves.
+    a large one without boxes is skipped (nobody knows where its face is, so it gives neither face
+    nor background windows). Background windows come from face-free images and from the parts of
+    face images away from their boxes, plus, for ``hard_negative_rounds`` rounds, the windows the
+    current model scores highest on them (hard-negative mining, up to ``mine_per_image`` per image
+    on ``mine_images`` images): the image score is a max over thousands of windows, so it is the
+    worst background window that decides false alarms on fur and leaves, not the average one.
     """
     if len(images) != len(labels):
         raise ValidationError(f"{len(images)} images but {len(labels)} labels", field="labels")
     if boxes is not None and len(boxes) != len(images):
         raise ValidationError(f"{len(images)} images but {len(boxes)} box lists", field="boxes")
+    for name, value, low in (
+        ("hard_negative_rounds", hard_negative_rounds, 0),
+        ("mine_images", mine_images, 1),
+        ("mine_per_image", mine_per_image, 1),
+        ("negatives_per_image", negatives_per_image, 1),
+    ):
+        if not (isinstance(value, int) and value >= low):
+            raise ValidationError(f"{name} must be an int >= {low}, got {value!r}", field=name)
     rng = np.random.default_rng(seed)
     pos: list[np.ndarray] = []
     neg: list[np.ndarray] = []
-    neg_grays: list[np.ndarray] = []
+    pool: list[tuple[np.ndarray, np.ndarray]] = []  # (gray, face boxes in its pixels) to mine
     for i, (image, label) in enumerate(zip(images, labels, strict=True)):
         gray, scale = _as_gray(image, max_side)
+        faces = np.zeros((0, 4))
         if int(label) == 1:
             bx = list(boxes[i]) if boxes is not None and boxes[i] else []
             if bx:
-                pos += _positives(gray, [[v / scale for v in b] for b in bx], rng, copies=4)
+                faces = np.array([[v / scale for v in b] for b in bx], dtype=float).reshape(-1, 4)
+                pos += _positives(gray, faces.tolist(), rng, copies=4)
             elif max(gray.shape) <= 64:
                 pos += _positives(gray, [[0, 0, gray.shape[1], gray.shape[0]]], rng, copies=4)
-        else:
-            neg_grays.append(gray)
-            neg += _random_negatives(gray, rng, negatives_per_image, min_face)
+                continue
+            else:
+                continue
+        pool.append((gray, faces))
+        neg += _random_negatives(gray, faces, rng, negatives_per_image, min_face)
     if len(pos) < 10 or len(neg) < 10:
         raise ValidationError(
             f"too little training data: {len(pos)} face windows and {len(neg)} background windows; "
@@ -475,20 +532,9 @@ def train_hog_classifier(
     weights, bias = _fit(X, y, seed, C)
     model = HogFaceClassifier(weights, bias, min_face=min_face, max_side=max_side)
     for _ in range(hard_negative_rounds):
-        hard = []
-        for j in rng.permutation(len(neg_grays))[:mine_images]:
-            gray = neg_grays[j]
-            wboxes, scores = model.window_scores(gray)
-            if len(scores) == 0:
-                continue
-            top = np.argsort(-scores)[:10]
-            for k in top:
-                if scores[k] < -1.0:
-                    break
-                x, yy, side, _ = wboxes[k]
-                p = _patch(gray, x, yy, side)
-                if p is not None:
-                    hard.append(hog.window_features(p))
+        hard: list[np.ndarray] = []
+        for j in rng.permutation(len(pool))[:mine_images]:
+            hard += _hard_negatives(model, *pool[j], mine_per_image)
         if not hard:
             break
         X = np.vstack([X, *hard])

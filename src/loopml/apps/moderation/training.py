@@ -363,25 +363,50 @@ def fit_thresholds(
     capacity_per_week: int,
     weekly_uploads: int,
     face_share: float,
-    target_recall: float = 0.9,
+    target_recall: float = 0.95,
+    min_flag_precision: float | None = None,
+    capacity_share: float = 1.0,
 ) -> dict[str, float | None]:
-    """``reject_at`` for ``min_precision`` and a review band that catches ``target_recall`` of the
-    faces on validation (0.9: the seeds favour precision over catching everything), narrowed
-    (``review_at`` raised) until the expected review volume fits the operators' weekly capacity.
-    ``reject_at`` None = never reject without a person."""
+    """The candidate's operating point, chosen on validation rows only (never the held-out week).
+
+    ``reject_at``: the lowest cut whose automatic rejections keep ``min_precision`` (None = never
+    reject without a person). ``review_at``: the lowest cut (most faces caught, never lower than
+    needed for ``target_recall``) such that the expected review volume fits ``capacity_share`` of
+    the operators' weekly capacity and, with ``min_flag_precision`` (the champion's precision on
+    the same validation rows), what is held back is at least that precise: the candidate must
+    catch more faces without more wrongly held photos per catch. When no cut meets both, the cut
+    with the best precision among those within capacity is taken (the gate then decides).
+    """
     reject_at, review_at = choose_thresholds(
         scores.tolist(), labels.tolist(), min_precision=min_precision, target_recall=target_recall
     )
     top = math.inf if math.isinf(reject_at) else reject_at
-    for cut in sorted({float(v) for v in scores if review_at <= v <= min(top, 1.0)}):
-        review_at = cut
-        volume = review_volume(scores, labels, cut, top, weekly_uploads=weekly_uploads, face_share=face_share)
-        if volume <= capacity_per_week:
+    budget = capacity_per_week * capacity_share
+    cuts = sorted({float(v) for v in scores if review_at <= v <= min(top, 1.0)})
+    fits = [
+        c
+        for c in cuts
+        if review_volume(scores, labels, c, top, weekly_uploads=weekly_uploads, face_share=face_share)
+        <= budget
+    ]
+    chosen = None
+    for cut in fits:  # lowest first: the most recall that keeps both promises
+        if min_flag_precision is None or _precision_at(scores, labels, cut) >= min_flag_precision:
+            chosen = cut
             break
+    if chosen is None and fits:
+        chosen = max(fits, key=lambda c: (_precision_at(scores, labels, c), -c))
+    if chosen is None:  # nothing fits: hold back only the single most certain score
+        chosen = cuts[-1] if cuts else review_at
     return {
         "reject_at": None if math.isinf(reject_at) else float(reject_at),
-        "review_at": float(min(review_at, top, 1.0)),
+        "review_at": float(min(chosen, top, 1.0)),
     }
+
+
+def _precision_at(scores: np.ndarray, labels: np.ndarray, cut: float) -> float:
+    flagged = scores >= cut
+    return float(labels[flagged].mean()) if flagged.any() else 0.0
 
 
 def screening_metrics(

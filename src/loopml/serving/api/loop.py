@@ -7,6 +7,7 @@ its ``loop.advance`` job): a worker moves it on, or ``loopml loop advance`` by h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query
@@ -66,8 +67,7 @@ def approve(
     lm: Loopml = Depends(get_client),
     actor: str = Depends(require_token),
 ) -> JSONResponse:
-    reason = (body or DecisionRequest()).reason or None
-    return JSONResponse(service(lm, "loop").approve(run_id, actor=actor, reason=reason))
+    return _decide(service(lm, "loop").approve, run_id, body, actor)
 
 
 @router.post(
@@ -79,8 +79,15 @@ def reject(
     lm: Loopml = Depends(get_client),
     actor: str = Depends(require_token),
 ) -> JSONResponse:
+    return _decide(service(lm, "loop").reject, run_id, body, actor)
+
+
+def _decide(
+    decide: Callable[..., Any], run_id: int, body: DecisionRequest | None, actor: str
+) -> JSONResponse:
+    """Approve or reject (``decide`` is the bound service method): an empty reason is recorded as none."""
     reason = (body or DecisionRequest()).reason or None
-    return JSONResponse(service(lm, "loop").reject(run_id, actor=actor, reason=reason))
+    return JSONResponse(decide(run_id, actor=actor, reason=reason))
 
 
 @router.post("/start", status_code=201, summary="Start a run of a policy by hand (409 if one is active)")
