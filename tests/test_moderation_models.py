@@ -204,3 +204,25 @@ def test_speed_is_cpu_cheap(v2) -> None:
     img = Image.new("L", (640, 480))
     _boxes, scores = v2.window_scores(np.asarray(img))
     assert 5_000 < len(scores) < 60_000
+
+
+def test_training_refuses_bad_settings_and_mines_only_face_free_windows() -> None:
+    from loopml.apps.moderation.models import _clear_of
+
+    imgs = [np.zeros((30, 30), dtype=np.uint8)] * 2
+    for name, value in (("hard_negative_rounds", -1), ("mine_per_image", 0), ("mine_images", 1.5)):
+        with pytest.raises(ValidationError) as bad:
+            train_hog_classifier(imgs, [0, 1], **{name: value})
+        assert bad.value.field == name
+    faces = np.array([[100.0, 100.0, 40.0, 40.0]])
+    windows = np.array([[0, 0, 50, 50], [95, 95, 20, 20], [145, 100, 24, 24], [200, 200, 30, 30]], float)
+    # the face grown by 25 % reaches x = 150: a window starting at 145 touches it, one at 200 does not
+    assert _clear_of(windows, faces).tolist() == [True, False, False, True]
+    assert _clear_of(windows, np.zeros((0, 4))).all()
+
+
+def test_haar_runs_opencv_single_threaded() -> None:
+    import cv2
+
+    HaarFaceDetector().detect(example_input())
+    assert cv2.getNumThreads() == 1

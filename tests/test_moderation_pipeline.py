@@ -142,7 +142,7 @@ def test_retrain_pipeline_registers_a_gated_challenger_with_metrics(lm_sqlite: L
     ids = held(lm, 2)
     review.decide(lm, ids[0], approve=True, actor="ops", export=False)  # exported by the labels step
     review.decide(lm, ids[1], approve=False, actor="ops", export=False)
-    params = rp.retrain_params(n=72, seed=0)
+    params = rp.retrain_params(n=120, seed=0)
     run = lm.pipelines.run(rp.RETRAIN, params)
     assert run.status == "succeeded", [(s.step, s.error) for s in run.steps if s.error]
     labels = lm.pipelines.output(run.id, "labels")
@@ -198,3 +198,24 @@ def test_story_fast_ends_in_the_expected_states(lm_sqlite: Loopml) -> None:
 
     table = dict(figures(result))
     assert table["champion"] == f"v{result.champion}" and "published" in table["uploads by outcome"]
+
+
+def test_thresholds_clear_the_champions_precision_on_validation_within_capacity() -> None:
+    """The operating point is chosen on validation: the lowest cut (most recall) whose held-back
+    uploads are at least as precise as the champion's there and whose review volume fits capacity."""
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.ones(60, dtype=int), np.zeros(60, dtype=int)]
+    scores = np.r_[rng.uniform(0.3, 1.0, 60), rng.uniform(0.0, 0.8, 60)]
+    volume = {"capacity_per_week": 10_000, "weekly_uploads": 1000, "face_share": 0.05}
+    free = training.fit_thresholds(scores, labels, min_precision=0.99, target_recall=1.0, **volume)
+    barred = training.fit_thresholds(
+        scores, labels, min_precision=0.99, target_recall=1.0, min_flag_precision=0.9, **volume
+    )
+    assert barred["review_at"] > free["review_at"]
+    flagged = scores >= barred["review_at"]
+    assert labels[flagged].mean() >= 0.9
+    lower = scores[scores < barred["review_at"]].max()  # the next cut down breaks the bar
+    assert labels[scores >= lower].mean() < 0.9
+    # an unreachable bar: the most precise cut within capacity, never an error
+    best = training.fit_thresholds(scores, labels, min_precision=0.99, min_flag_precision=1.01, **volume)
+    assert labels[scores >= best["review_at"]].mean() == 1.0

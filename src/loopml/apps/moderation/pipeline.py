@@ -135,6 +135,10 @@ def _champion(lm: loopml.Loopml, name: str) -> Any | None:
         return None
 
 
+def _served_scores(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(model.predict_proba(frame[training.INPUT_COLUMNS], strict=False)[:, 1], dtype=float)
+
+
 @step(retries=1, backoff_seconds=0.2)
 def evaluate(
     split: dict,
@@ -145,7 +149,8 @@ def evaluate(
     face_share: float,
     lm: loopml.Loopml,
 ) -> dict:
-    """Thresholds on validation; decisions of v2 and of the champion on the held-out week."""
+    """Thresholds on validation (at least the champion's precision there, within operator capacity);
+    decisions of v2 and of the champion on the held-out week, which chose nothing."""
     cfg = _cfg(config)
     val, held = split["validation"], split["held_out"]
     y_held = held["has_face"].to_numpy(dtype=int)
@@ -154,10 +159,18 @@ def evaluate(
         "weekly_uploads": int(weekly_uploads),
         "face_share": float(face_share),
     }
+    y_val = val["has_face"].to_numpy(dtype=int)
+    ours = {"reject_at": cfg.reject_at, "review_at": cfg.review_at}
+    current = _champion(lm, cfg.model_name)
+    champion_val_precision = None
+    if current is not None and len(val):  # the bar to clear, measured on validation rows only
+        champ_val = training.screening_metrics(_served_scores(current, val), y_val, ours, **volume)
+        champion_val_precision = champ_val["precision"]
     raw = training.fit_thresholds(
         training.face_scores(train, val),
-        val["has_face"].to_numpy(dtype=int),
+        y_val,
         min_precision=float(min_precision),
+        min_flag_precision=champion_val_precision,
         **volume,
     )
     scores = training.face_scores(train, held)
@@ -166,16 +179,13 @@ def evaluate(
     out: dict[str, Any] = {
         "held_out_week": split["held_out_week"],
         "raw_thresholds": raw,
-        "thresholds": {"reject_at": cfg.reject_at, "review_at": cfg.review_at},
+        "thresholds": ours,
+        "champion_validation_precision": champion_val_precision,
         "candidate": candidate,
         "champion": None,
     }
-    current = _champion(lm, cfg.model_name)
     if current is not None:  # served scores are on the config's scale (calibrated versions are)
-        ours = {"reject_at": cfg.reject_at, "review_at": cfg.review_at}
-        champ_scores = np.asarray(
-            current.predict_proba(held[training.INPUT_COLUMNS], strict=False)[:, 1], dtype=float
-        )
+        champ_scores = _served_scores(current, held)
         metrics = training.screening_metrics(champ_scores, y_held, ours, **volume)
         metrics["small_face_recall"] = training.small_face_recall(champ_scores, held, ours)
         out["champion"] = {"version": current.version.number, **metrics}
