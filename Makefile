@@ -28,7 +28,7 @@ demo: $(STAMP_BASE)
 
 test: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks

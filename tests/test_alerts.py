@@ -246,3 +246,13 @@ def test_cli_list_and_resolve(cli: tuple[typer.Typer, Loopml]) -> None:
     assert "forecast late" in ok("alerts", "show", str(data[0]["id"]))
     bad = runner.invoke(app, ["alerts", "list", "--status", "closed"])
     assert bad.exit_code != 0 and isinstance(bad.exception, ValidationError)
+
+
+def test_firing_many_times_on_one_connection_keeps_deduplicating(lm: Loopml) -> None:
+    """psycopg prepares a statement after 5 runs; the upsert must still find the partial unique index."""
+    for round_ in range(12):
+        for key in ("prep.a", "prep.b"):
+            lm.alerts.fire(key, title=f"round {round_}")
+    open_alerts = lm.alerts.list(status="open")
+    assert sorted(a.key for a in open_alerts if a.key.startswith("prep.")) == ["prep.a", "prep.b"]
+    assert all(a.fire_count == 12 for a in open_alerts if a.key.startswith("prep."))

@@ -9,9 +9,10 @@ from loopml.apps.fraud.loop_story import LoopSettings, loop_config, run_loop_sto
 from loopml.errors import ValidationError
 
 
-def test_loop_demo_promotes_the_better_model_and_rolls_back_the_worse(lm) -> None:
+def test_loop_demo_promotes_the_better_model_and_rolls_back_the_worse(lm_sqlite) -> None:
+    """SQLite only: the loop engine's own tests cover PostgreSQL; this is the whole story, ~1 minute."""
     lines: list[str] = []
-    result = run_loop_story(lm, fast=True, say=lines.append)
+    result = run_loop_story(lm_sqlite, fast=True, say=lines.append)
     first, second = result.run(0), result.run(1)
     assert first is not None and second is not None, lines
     # run 1: the recall alert on delayed chargebacks starts it, the retrained model is promoted

@@ -60,7 +60,7 @@ def sizes(fast: bool = False) -> StorySizes:
             starting=120, day={"animal": 5, "face": 3, "small_face": 3, "corrupt": 1}, shadow=6, ab=12
         )
     return StorySizes(
-        starting=300, day={"animal": 12, "face": 6, "small_face": 6, "corrupt": 2}, shadow=12, ab=24
+        starting=300, day={"animal": 12, "face": 6, "small_face": 6, "corrupt": 2}, shadow=12, ab=72
     )
 
 
@@ -294,7 +294,7 @@ def run_moderation_story(
         if out.gate.get("challenger"):
             # 6. online A/B ---------------------------------------------------------------------
             release.start_ab(lm, cfg, 0.5)
-            ab_ids = _upload_batch(lm, cfg, _mix(size.ab), truth, out, rng, seed=500, uploaders=12)
+            ab_ids = _upload_batch(lm, cfg, _mix(size.ab), truth, out, rng, seed=500, uploaders=max(12, size.ab // 2))
             workers.wait()
             workers.settle()
             _operator(lm, cfg, truth, out, rng, size.operator_error)

@@ -62,6 +62,7 @@ class AlertRow(Base):
 
 
 _T = AlertRow.__table__
+_OPEN_PREDICATE = text(f"status = '{OPEN}'")
 #: Columns returned by every query, in a fixed order (the service maps them to ``Alert``).
 COLUMNS = tuple(_T.c)
 
@@ -119,8 +120,11 @@ def upsert_open(
         changes["source"] = excluded.source
     if data is not None:
         changes["data"] = excluded.data
+    # The predicate is SQL text, not a bound parameter: PostgreSQL infers the partial unique index
+    # only from a literal predicate, and once psycopg prepares the statement (after 5 runs on one
+    # connection) ``status = $1`` no longer matches it ("no unique or exclusion constraint").
     stmt = stmt.on_conflict_do_update(
-        index_elements=[_T.c.key], index_where=_T.c.status == OPEN, set_=changes
+        index_elements=[_T.c.key], index_where=_OPEN_PREDICATE, set_=changes
     ).returning(*COLUMNS)
     return session.execute(stmt).one()
 
