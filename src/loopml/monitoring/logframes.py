@@ -13,7 +13,7 @@ never its JSON or ORM rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,9 @@ import pandas as pd
 
 from loopml.monitoring.spec import PREDICTION
 from loopml.serving.inference import outputs as out
+from loopml.serving.inference.archive import LogArchive, day_bounds
 from loopml.storage.metadata import inference as q
+from loopml.storage.metadata import inference_archive as aq
 
 LABEL = "__label__"
 SCORE = "__score__"
@@ -106,14 +108,17 @@ def read_window(
     drift: bool = True,
     labels: bool = True,
     chunk_rows: int = 5000,
+    archive: LogArchive | None = None,
 ) -> WindowData:
-    """Read [start, end) of ``endpoint``'s log once, chunk by chunk (by the ``(endpoint, at)`` index)."""
+    """Read [start, end) of ``endpoint``'s log once, chunk by chunk (by the ``(endpoint, at)`` index).
+
+    With ``archive``, the part of the window on days that were archived *and deleted* from the
+    table comes from those days' archive partitions only (see ``window_sources``).
+    """
     rows = 0
     drift_parts: list[pd.DataFrame] = []
     perf_parts: list[pd.DataFrame] = []
-    for chunk in q.iter_log_rows(
-        session, endpoint, start=start, end=end, labels=labels, chunk_rows=chunk_rows
-    ):
+    for chunk in _window_chunks(session, endpoint, start, end, labels, chunk_rows, archive):
         rows += len(chunk)
         d, p = reduce_chunk(
             chunk,
@@ -131,6 +136,64 @@ def read_window(
         drift=_concat(drift_parts),
         performance=_concat(perf_parts, columns=[*slices, LABEL, SCORE]),
     )
+
+
+# -- the boundary between the table and the archive ----------------------------------------------
+def window_sources(
+    session: Any, endpoint: str, start: datetime, end: datetime, archive: LogArchive | None
+) -> list[tuple[str, datetime, datetime, str | None]]:
+    """``("table" | "archive", lo, hi, day)`` spans covering [start, end), in time order.
+
+    The boundary: a span is read from the archive when it lies on a day the archive holds for
+    ``endpoint`` and the table has no rows of that span (the day was archived and deleted). Every
+    other span, including archived days still in the table, is read from the table.
+    """
+    spans: list[tuple[str, datetime, datetime, str | None]] = []
+    cursor = start
+    days = archive.days(session, endpoint) if archive is not None else {}
+    for day in sorted(days):
+        day_start, day_end = day_bounds(day)
+        lo, hi = max(start, day_start), min(end, day_end)
+        if lo >= hi or aq.count_range(session, endpoint, lo, hi):
+            continue
+        if cursor < lo:
+            spans.append(("table", cursor, lo, None))
+        spans.append(("archive", lo, hi, day))
+        cursor = hi
+    if cursor < end:
+        spans.append(("table", cursor, end, None))
+    return spans
+
+
+def first_log_time(
+    session: Any, endpoint: str, *, since: datetime | None = None, archive: LogArchive | None = None
+) -> datetime | None:
+    """The oldest record of ``endpoint`` at or after ``since``, in the table or the archive."""
+    times = [q.first_log_time(session, endpoint, since=since)]
+    if archive is not None:
+        times.append(archive.first_time(session, endpoint, since=since))
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
+
+
+def _window_chunks(
+    session: Any,
+    endpoint: str,
+    start: datetime,
+    end: datetime,
+    labels: bool,
+    chunk_rows: int,
+    archive: LogArchive | None,
+) -> Iterator[Sequence[tuple[Any, ...]]]:
+    for source, lo, hi, day in window_sources(session, endpoint, start, end, archive):
+        if source == "archive" and archive is not None and day is not None:
+            rows = archive.rows(session, endpoint, [day], lo, hi, labels=labels)
+            for i in range(0, len(rows), chunk_rows):
+                yield rows[i : i + chunk_rows]
+        else:
+            yield from q.iter_log_rows(
+                session, endpoint, start=lo, end=hi, labels=labels, chunk_rows=chunk_rows
+            )
 
 
 def _concat(parts: Iterable[pd.DataFrame], columns: Sequence[str] | None = None) -> pd.DataFrame:

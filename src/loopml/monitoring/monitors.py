@@ -28,7 +28,7 @@ import pandas as pd
 from loopml.context import Context
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, ValidationError, did_you_mean
 from loopml.monitoring import reference as ref
-from loopml.monitoring.logframes import LABEL, SCORE, WindowData, read_window
+from loopml.monitoring.logframes import LABEL, SCORE, WindowData, first_log_time, read_window
 from loopml.monitoring.performance import performance_report
 from loopml.monitoring.spec import NAME_RE, PREDICTION, MonitorSpec, parse_time
 from loopml.monitoring.windows import (
@@ -39,6 +39,7 @@ from loopml.monitoring.windows import (
     bucket_start,
     closed_windows,
 )
+from loopml.serving.inference.archive import LogArchive
 from loopml.storage.metadata import inference as iq
 from loopml.storage.metadata import monitoring as q
 from loopml.storage.metadata.base import utcnow
@@ -64,6 +65,7 @@ class Monitors:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._profiles: dict[str, Any] = {}
+        self._archive = LogArchive(ctx)  # days archived and deleted from the table
 
     # -- definitions --------------------------------------------------------------------------
     def create(self, spec: MonitorSpec | Mapping[str, Any], *, actor: str = "system") -> MonitorInfo:
@@ -282,7 +284,7 @@ class Monitors:
         start = info.watermark
         if start is None:
             with self.ctx.db.session() as session:
-                first = iq.first_log_time(session, spec.endpoint)
+                first = first_log_time(session, spec.endpoint, archive=self._archive)
             if first is None:
                 return 0, 0, []
             start = align(first, spec.window_seconds)
@@ -295,7 +297,9 @@ class Monitors:
         for window_start, window_end in windows:
             if next_at is None or next_at < window_start:
                 with self.ctx.db.session() as session:
-                    next_at = iq.first_log_time(session, spec.endpoint, since=window_start)
+                    next_at = first_log_time(
+                        session, spec.endpoint, since=window_start, archive=self._archive
+                    )
                 if next_at is None:  # nothing logged after this point: every remaining window is empty
                     next_at = windows[-1][1]
             if next_at >= window_end:  # a quiet window: stored as rows=0 without reading the log
@@ -315,6 +319,7 @@ class Monitors:
                     prediction=manifest["prediction"],
                     slices=spec.performance["slices"],
                     chunk_rows=self.chunk_rows,
+                    archive=self._archive,
                 )
             rows_read += data.rows
             drift = self._drift(info.name, spec, manifest, profile, data)
@@ -411,6 +416,7 @@ class Monitors:
                     slices=spec.performance["slices"],
                     drift=False,
                     chunk_rows=self.chunk_rows,
+                    archive=self._archive,
                 )
             rows_read += data.rows
             labelled, performance = self._performance(info.name, spec, data)
@@ -572,7 +578,7 @@ class Monitors:
 
     def _require_endpoint(self, endpoint: str) -> None:
         with self.ctx.db.session() as session:
-            if iq.first_log_time(session, endpoint) is not None:
+            if first_log_time(session, endpoint, archive=self._archive) is not None:
                 return
         try:
             from loopml.serving.endpoints.service import Endpoints

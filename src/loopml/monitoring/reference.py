@@ -22,6 +22,7 @@ from loopml.context import Context
 from loopml.errors import ValidationError
 from loopml.monitoring.logframes import read_window
 from loopml.monitoring.spec import PREDICTION, MonitorSpec, parse_time
+from loopml.serving.inference.archive import LogArchive
 from loopml.storage.metadata import inference as q
 
 FORMAT = "loopml.monitor-reference/1"
@@ -77,6 +78,7 @@ def reference_frame(ctx: Context, spec: MonitorSpec) -> tuple[pd.DataFrame, dict
             features=spec.features,
             prediction=spec.prediction,
             labels=False,
+            archive=LogArchive(ctx),
         )
     return data.drift, {"since": ref["since"], "until": ref["until"], "requests": data.rows}
 

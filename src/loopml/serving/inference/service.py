@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -34,6 +34,9 @@ from loopml.serving.inference.records import (
 )
 from loopml.serving.inference.writer import Entry, LogWriter
 from loopml.storage.metadata import inference as q
+
+if TYPE_CHECKING:
+    from loopml.serving.inference.archive import ArchiveResult, Progress
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +283,35 @@ class InferenceLog:
             columns=JOINED_COLUMNS,
         )
         return frame
+
+    # -- archive ------------------------------------------------------------------------------
+    def archive(
+        self,
+        *,
+        before: TimeRef,
+        endpoint: str | None = None,
+        delete: bool = False,
+        progress: Progress | None = None,
+    ) -> ArchiveResult:
+        """Move whole UTC days before ``before`` into the partitioned dataset ``inference_archive``.
+
+        Idempotent; with ``delete=True`` the archived rows and their feedback leave the table only
+        after the dataset version is committed (docs/inference.md). ``progress(stage, done, total)``
+        is called per day (the CLI's bar).
+        """
+        from loopml.serving.inference.archive import archive
+
+        if endpoint is not None:
+            endpoint = check_text("endpoint", endpoint, q.ENDPOINT_MAX)
+        if not isinstance(delete, bool):
+            raise ValidationError(f"delete={delete!r}: use True or False", field="delete")
+        cutoff = _time("before", before)
+        if cutoff is None:
+            raise ValidationError(
+                "before is required: a datetime, an ISO string or a timedelta such as timedelta(days=7)",
+                field="before",
+            )
+        return archive(self.ctx, before=cutoff, endpoint=endpoint, delete=delete, progress=progress)
 
     # -- aggregates for the runtime -----------------------------------------------------------
     def window_stats(
