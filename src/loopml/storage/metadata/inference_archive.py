@@ -15,31 +15,13 @@ from typing import Any
 from sqlalchemy import Text, delete, func, select
 from sqlalchemy.orm import Session
 
-from loopml.storage.metadata.inference import InferenceFeedbackRow, InferenceLogRow
+from loopml.storage.metadata.inference import LOG_COLUMNS, InferenceFeedbackRow, InferenceLogRow
 
 _L = InferenceLogRow.__table__
 _F = InferenceFeedbackRow.__table__
 
 #: Columns ``iter_day_rows`` yields, in order (JSON columns as text, label as JSON text).
-ARCHIVE_COLUMNS = (
-    "request_id",
-    "endpoint",
-    "model",
-    "version",
-    "arm",
-    "inputs",
-    "outputs",
-    "latency_ms",
-    "status",
-    "error",
-    "routing_key",
-    "shadow",
-    "at",
-    "label",
-    "reward",
-    "label_at",
-    "reward_at",
-)
+ARCHIVE_COLUMNS = (*LOG_COLUMNS, "label", "reward", "label_at", "reward_at")
 
 
 def _day(session: Session) -> Any:
