@@ -29,7 +29,7 @@ from loopml import Loopml
 from loopml.serving.app import create_app
 
 #: Examples per operation and generation pass; 3 passes per operation (positive, negative, real names).
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15
 SKIP_REASON = (
     "schemathesis>=4 is not installed (a dev/test-only dependency): pip install 'schemathesis>=4,<5'"
 )

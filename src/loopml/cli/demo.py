@@ -69,6 +69,10 @@ def _loop(lm: Loopml, fast: bool) -> None:
     tell_loop(lm, fast)
 
 
+#: Stories that need a home of their own when several run: the loop replays the fraud system from its
+#: first day (model, endpoint, datasets and feature view of the same names as the fraud story's).
+OWN_HOME = ("loop",)
+
 SYSTEMS: dict[str, Callable[[Loopml, bool], None]] = {
     "starter": _starter,
     "fraud": _fraud,
@@ -95,13 +99,24 @@ def demo(
     if home.exists() and not keep:
         shutil.rmtree(home)
     started = time.perf_counter()
-    with Loopml(load_settings(home=home)) as lm:
-        for name, tell in chosen.items():
-            console.rule(f"[bold]demo: {name}")
+    shared = {name: tell for name, tell in chosen.items() if name not in OWN_HOME or len(chosen) == 1}
+    own = {name: tell for name, tell in chosen.items() if name not in shared}
+    if shared:
+        with Loopml(load_settings(home=home)) as lm:
+            for name, tell in shared.items():
+                console.rule(f"[bold]demo: {name}")
+                tell(lm, fast)
+    for name, tell in own.items():
+        console.rule(f"[bold]demo: {name}")
+        console.print(
+            f"  (in its own home {home / name}: it builds the fraud system again from its first day)"
+        )
+        with Loopml(load_settings(home=home / name)) as lm:
             tell(lm, fast)
     console.rule()
     console.print(f"done in {time.perf_counter() - started:.1f} s; state is in {home.resolve()}")
     exe = sys.argv[0] if Path(sys.argv[0]).name == "loopml" else "loopml"
-    console.print(
-        f"see it in the dashboard: [bold]LOOPML_HOME={home} {exe} up[/] then open http://127.0.0.1:8000/ui/"
-    )
+    for where in ([home] if shared else []) + [home / name for name in own]:
+        console.print(
+            f"see it in the dashboard: [bold]LOOPML_HOME={where} {exe} up[/] then open http://127.0.0.1:8000/ui/"
+        )
