@@ -96,3 +96,21 @@ def test_redis_client_splits_off_the_prefix_and_hides_credentials() -> None:
         target.client.close()
     with pytest.raises(ConfigError, match="online_url 'redis://x:notaport/0' is not a Redis URL"):
         redis_client("redis://x:notaport/0", "online_url", timeout_seconds=0.2)
+
+
+def test_actor_and_reason_checks_name_the_field_and_strip() -> None:
+    from loopml.checks import check_actor, check_reason
+
+    assert check_actor("  ops ") == "ops"
+    for bad in ("", "   ", None, 3, "x" * 256):
+        with pytest.raises(ValidationError) as err:
+            check_actor(bad)
+        assert err.value.field == "actor"
+    assert check_reason(None) is None and check_reason("  ") is None
+    assert check_reason(" drift ") == "drift"
+    with pytest.raises(ValidationError, match="reason is required"):
+        check_reason("", required=True)
+    for bad in (5, "y" * 11):
+        with pytest.raises(ValidationError) as err:
+            check_reason(bad, max_len=10)
+        assert err.value.field == "reason"

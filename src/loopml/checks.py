@@ -16,7 +16,7 @@ from loopml.errors import ValidationError, did_you_mean
 
 T = TypeVar("T")
 
-__all__ = ["check_choice", "check_keys", "check_number"]
+__all__ = ["check_actor", "check_choice", "check_keys", "check_number", "check_reason"]
 
 
 def _fail(field: str, what: str, value: Any, hint: str) -> ValidationError:
@@ -105,3 +105,25 @@ def check_keys(
     for key in required:
         if key not in data:
             raise ValidationError(f"{prefix}{key} is required", field=f"{prefix}{key}")
+
+
+def check_actor(actor: Any, *, max_len: int = 255) -> str:
+    """Who made a change, as stored in the audit log (stripped; empty is refused: every change has an author)."""
+    if not isinstance(actor, str) or not actor.strip():
+        raise ValidationError("actor must be a non-empty string naming who acts", field="actor")
+    if len(actor) > max_len:
+        raise ValidationError(f"actor is longer than {max_len} characters", field="actor")
+    return actor.strip()
+
+
+def check_reason(reason: Any, *, max_len: int = 2000, required: bool = False) -> str | None:
+    """Why a change was made (stripped; blank means none, refused when ``required``)."""
+    if reason is None or (isinstance(reason, str) and not reason.strip()):
+        if required:
+            raise ValidationError("reason is required: say why, it is kept in the audit log", field="reason")
+        return None
+    if not isinstance(reason, str):
+        raise ValidationError(f"reason must be a string; got {type(reason).__name__}", field="reason")
+    if len(reason) > max_len:
+        raise ValidationError(f"reason is longer than {max_len} characters", field="reason")
+    return reason.strip()

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from loopml.checks import check_choice
+from loopml.checks import check_actor, check_choice, check_reason
 from loopml.context import Context
 from loopml.errors import (
     BackendUnavailableError,
@@ -57,26 +57,6 @@ def _now(now: Any) -> datetime:
     if not isinstance(now, datetime):
         raise ValidationError(f"now must be a datetime (naive = UTC); got {now!r}", field="now")
     return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
-
-
-def _actor(actor: Any) -> str:
-    if not isinstance(actor, str) or not actor.strip():
-        raise ValidationError("actor must be a non-empty string naming who acts", field="actor")
-    if len(actor) > q.ACTOR_MAX:
-        raise ValidationError(f"actor is longer than {q.ACTOR_MAX} characters", field="actor")
-    return actor.strip()
-
-
-def _reason(reason: Any, *, required: bool = False) -> str | None:
-    if reason is None or (isinstance(reason, str) and not reason.strip()):
-        if required:
-            raise ValidationError("reason is required: say why, it is kept in the audit log", field="reason")
-        return None
-    if not isinstance(reason, str):
-        raise ValidationError(f"reason must be a string; got {type(reason).__name__}", field="reason")
-    if len(reason) > REASON_MAX:
-        raise ValidationError(f"reason is longer than {REASON_MAX} characters", field="reason")
-    return reason.strip()
 
 
 def _run_id(run_id: Any) -> int:
@@ -727,3 +707,11 @@ def st_json(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value, default=str))
+
+
+def _actor(actor: Any) -> str:
+    return check_actor(actor, max_len=q.ACTOR_MAX)
+
+
+def _reason(reason: Any, *, required: bool = False) -> str | None:
+    return check_reason(reason, max_len=REASON_MAX, required=required)

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from loopml.checks import check_actor
 from loopml.context import Context
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, ValidationError, did_you_mean
 from loopml.monitoring import reference as ref
@@ -75,7 +76,7 @@ class Monitors:
         on an endpoint without traffic yet is profiled on the first run instead.
         """
         spec = _spec(spec)
-        actor = _actor(actor)
+        actor = check_actor(actor)
         self._require_endpoint(spec.endpoint)
         with self.ctx.db.session() as session:
             if q.get_monitor(session, spec.name) is not None:
@@ -110,7 +111,7 @@ class Monitors:
         if isinstance(spec, Mapping):
             spec = MonitorSpec.from_dict(spec, name=current.name)
         spec = _spec(spec)
-        actor = _actor(actor)
+        actor = check_actor(actor)
         if spec.name != current.name:
             raise ValidationError(f"spec.name {spec.name!r} differs from {current.name!r}", field="name")
         for key in FIXED_FIELDS:
@@ -155,7 +156,7 @@ class Monitors:
         digest = ref.build(self.ctx, current.spec, frame_or_dataset)
         spec = current.spec.with_changes(reference={"frame": digest})
         return self._store_spec(
-            name, spec, digest, _actor(actor), "monitor.reference_set", {"digest": digest}
+            name, spec, digest, check_actor(actor), "monitor.reference_set", {"digest": digest}
         )
 
     def _store_spec(
@@ -193,7 +194,7 @@ class Monitors:
     def delete(self, name: str, *, actor: str = "system") -> None:
         """Delete a monitor and its windows (the audit events stay)."""
         name = _name(name)
-        actor = _actor(actor)
+        actor = check_actor(actor)
         with self.ctx.db.session() as session:
             row = q.get_monitor(session, name, lock=True)
             if row is None:
@@ -630,12 +631,6 @@ def _name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValidationError(f"name={name!r} is not a monitor name", field="name")
     return name
-
-
-def _actor(actor: Any) -> str:
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
-        raise ValidationError("actor must be a non-empty name of at most 200 characters", field="actor")
-    return actor
 
 
 def _id(ctx: Context, name: str) -> int:

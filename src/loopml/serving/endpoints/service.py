@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from loopml.checks import check_actor, check_reason
 from loopml.context import Context
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, ValidationError, did_you_mean
 from loopml.registry.refs import parse_ref
@@ -95,24 +96,6 @@ _EVENTS = {
     "promote": q.EVENT_CANARY_PROMOTED,
     "delete": q.EVENT_DELETED,
 }
-
-
-def _actor(actor: Any) -> str:
-    if not isinstance(actor, str) or not actor.strip():
-        raise ValidationError("actor must be a non-empty string naming who makes the change", field="actor")
-    if len(actor) > ACTOR_MAX:
-        raise ValidationError(f"actor is longer than {ACTOR_MAX} characters", field="actor")
-    return actor.strip()
-
-
-def _reason(reason: Any) -> str | None:
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise ValidationError(f"reason must be a string; got {type(reason).__name__}", field="reason")
-    if len(reason) > REASON_MAX:
-        raise ValidationError(f"reason is longer than {REASON_MAX} characters", field="reason")
-    return reason.strip() or None
 
 
 def _spec(spec: Any, name: str | None = None) -> EndpointSpec:
@@ -233,7 +216,7 @@ class Endpoints:
     ) -> EndpointInfo:
         """A new endpoint (``ConflictError`` if the name exists); every model ref must resolve now."""
         spec = _spec(spec)
-        actor, reason = _actor(actor), _reason(reason)
+        actor, reason = check_actor(actor, max_len=ACTOR_MAX), check_reason(reason, max_len=REASON_MAX)
         self._check_models(spec)
         with self.ctx.db.session() as session:
             if q.get_endpoint(session, spec.name) is not None:
@@ -293,7 +276,7 @@ class Endpoints:
         old numbers cannot roll back a canary someone started since.
         """
         check_endpoint_name(name)
-        actor, reason = _actor(actor), _reason(reason)
+        actor, reason = check_actor(actor, max_len=ACTOR_MAX), check_reason(reason, max_len=REASON_MAX)
         try:
             wanted = None if canary is None else str(parse_ref(canary))
         except ValidationError as exc:
@@ -338,7 +321,7 @@ class Endpoints:
         (``Single("model@alias")``), so later alias moves reach it too.
         """
         check_endpoint_name(name)
-        actor, reason = _actor(actor), _reason(reason)
+        actor, reason = check_actor(actor, max_len=ACTOR_MAX), check_reason(reason, max_len=REASON_MAX)
         info = self.get(name)
         policy = info.spec.policy
         if not isinstance(policy, Canary):
@@ -372,7 +355,7 @@ class Endpoints:
     def delete(self, name: str, *, actor: str, reason: str | None = None) -> None:
         """Remove the endpoint; its history stays (and continues if the name is created again)."""
         check_endpoint_name(name)
-        actor, reason = _actor(actor), _reason(reason)
+        actor, reason = check_actor(actor, max_len=ACTOR_MAX), check_reason(reason, max_len=REASON_MAX)
         with self.ctx.db.session() as session:
             row = self._row(session, name, for_update=True)
             spec = EndpointSpec.from_dict(row.spec)
@@ -390,7 +373,7 @@ class Endpoints:
         reason: str | None,
         expected_revision: int | None,
     ) -> EndpointInfo:
-        actor, reason = _actor(actor), _reason(reason)
+        actor, reason = check_actor(actor, max_len=ACTOR_MAX), check_reason(reason, max_len=REASON_MAX)
         if expected_revision is not None and (
             isinstance(expected_revision, bool) or not isinstance(expected_revision, int)
         ):
